@@ -1,0 +1,490 @@
+"""CognitoClient: the lifecycle and the public awaitable methods."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+from attrs import frozen
+
+from ._config import Limits, RetryPolicy
+from ._errors import CognitoError
+from ._models import CodeDelivery, UpdateResult, User
+from ._retry import RetryClass, retry_call
+from ._transport import AiobotocoreTransport, Transport
+from ._validate import (
+    check_access_token,
+    check_attribute_name,
+    check_attribute_names,
+    check_client_metadata,
+    check_code,
+    check_user_pool_id,
+    check_username,
+    normalize_attributes,
+    to_wire_attributes,
+)
+from ._version import __version__
+
+__all__ = ["ClientState", "ClientStatistics", "CognitoClient"]
+
+
+class ClientState(enum.Enum):
+    """Where a :class:`CognitoClient` is in its life: it is opened once and closed once."""
+
+    UNOPENED = "unopened"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@frozen(kw_only=True)
+class ClientStatistics:
+    """A snapshot of a client's activity.
+
+    Attributes:
+        state: The lifecycle state.
+        max_concurrency: The configured bound on calls in flight.
+        in_flight: Requests on the wire now.
+        waiting: Calls waiting for a concurrency slot.
+        calls_started: Public calls accepted (after validation).
+        calls_succeeded: Calls that returned normally.
+        calls_failed: Calls that raised after their last attempt.
+        requests_sent: Attempts sent to Cognito, retries included.
+        retries: Attempts beyond each call's first.
+        throttled: Attempts answered with TooManyRequestsException.
+        errors_by_code: Failed attempts per error code (or exception name for transport errors).
+    """
+
+    state: ClientState
+    max_concurrency: int
+    in_flight: int
+    waiting: int
+    calls_started: int
+    calls_succeeded: int
+    calls_failed: int
+    requests_sent: int
+    retries: int
+    throttled: int
+    errors_by_code: Mapping[str, int]
+
+
+class CognitoClient:
+    """An asynchronous client for Cognito's user-attribute operations.
+
+    Open it once and share it: ``async with CognitoClient(...) as cognito``. Every call goes
+    through one bounded pool of connections, one retry policy, and (for the admin operations)
+    one set of AWS credentials. The token operations are unsigned and need no AWS credentials.
+
+    Args:
+        region_name: The AWS region of the user pool(s); ``None`` uses botocore's usual
+            resolution (``AWS_DEFAULT_REGION``, the profile).
+        user_pool_id: The default pool for the admin operations; each call may override it.
+        endpoint_url: Another endpoint: moto, :mod:`aiocognito.testing`'s fake, a VPC endpoint.
+        limits: Concurrency and quota settings.
+        retry: Which failures are retried, how often, and the per-call deadline.
+        aws_access_key_id: Credentials for the admin operations; botocore's chain otherwise.
+        aws_secret_access_key: See ``aws_access_key_id``.
+        aws_session_token: See ``aws_access_key_id``.
+        profile_name: A named profile from the AWS config files.
+        connect_timeout: Seconds to wait for a connection.
+        read_timeout: Seconds to wait for an answer on an open connection.
+    """
+
+    def __init__(
+        self,
+        *,
+        region_name: str | None = None,
+        user_pool_id: str | None = None,
+        endpoint_url: str | None = None,
+        limits: Limits | None = None,
+        retry: RetryPolicy | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
+        profile_name: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        _transport: Transport | None = None,
+    ) -> None:
+        if user_pool_id is not None:
+            check_user_pool_id(user_pool_id)
+        self._region_name = region_name
+        self._user_pool_id = user_pool_id
+        self._endpoint_url = endpoint_url
+        self.limits = limits if limits is not None else Limits()
+        self.retry = retry if retry is not None else RetryPolicy()
+        if _transport is None:
+            _transport = AiobotocoreTransport(
+                region_name=region_name or "",
+                endpoint_url=endpoint_url,
+                max_connections=self.limits.max_concurrency,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                aws_access_key_id=aws_access_key_id,
+                aws_secret_access_key=aws_secret_access_key,
+                aws_session_token=aws_session_token,
+                profile_name=profile_name,
+                user_agent_extra=f"aiocognito/{__version__}",
+            )
+        self._transport = _transport
+        self._state = ClientState.UNOPENED
+        self._limiter = anyio.CapacityLimiter(self.limits.max_concurrency)
+        self._calls_started = 0
+        self._calls_succeeded = 0
+        self._calls_failed = 0
+        self._requests_sent = 0
+        self._retries = 0
+        self._throttled = 0
+        self._errors_by_code: dict[str, int] = {}
+
+    # ----------------------------------------------------------------------------------------
+    # Lifecycle
+
+    @property
+    def state(self) -> ClientState:
+        """The lifecycle state: unopened, open or closed."""
+        return self._state
+
+    async def __aenter__(self) -> Self:
+        if self._state is ClientState.OPEN:
+            raise RuntimeError("CognitoClient is already open")
+        if self._state is ClientState.CLOSED:
+            raise RuntimeError("CognitoClient was closed and cannot be reopened; create a new one")
+        await self._transport.open()
+        self._state = ClientState.OPEN
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connections. Idempotent; the client cannot be reopened."""
+        if self._state is ClientState.CLOSED:
+            return
+        self._state = ClientState.CLOSED
+        with anyio.CancelScope(shield=True):
+            await self._transport.aclose()
+
+    def statistics(self) -> ClientStatistics:
+        """Return a snapshot of the client's state and counters."""
+        return ClientStatistics(
+            state=self._state,
+            max_concurrency=self.limits.max_concurrency,
+            in_flight=int(self._limiter.borrowed_tokens),
+            waiting=self._limiter.statistics().tasks_waiting,
+            calls_started=self._calls_started,
+            calls_succeeded=self._calls_succeeded,
+            calls_failed=self._calls_failed,
+            requests_sent=self._requests_sent,
+            retries=self._retries,
+            throttled=self._throttled,
+            errors_by_code=dict(self._errors_by_code),
+        )
+
+    def __repr__(self) -> str:
+        pool = f" user_pool_id={self._user_pool_id!r}" if self._user_pool_id else ""
+        endpoint = f" endpoint_url={self._endpoint_url!r}" if self._endpoint_url else ""
+        return (
+            f"<CognitoClient region_name={self._region_name!r}{pool}{endpoint} "
+            f"state={self._state.value} in_flight={int(self._limiter.borrowed_tokens)} "
+            f"calls={self._calls_started} failed={self._calls_failed}>"
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # The public operations
+
+    async def update_user_attributes(
+        self,
+        access_token: str,
+        attributes: Mapping[str, str | None] | Sequence[Mapping[str, str]],
+        *,
+        client_metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> UpdateResult:
+        """Update the signed-in user's own attributes (UpdateUserAttributes).
+
+        Only the listed attributes change. A value of ``None`` or ``""`` deletes the attribute.
+        Custom attributes need their ``custom:`` prefix. When the email or phone number
+        changes and the pool verifies it, Cognito sends a code and the result lists where.
+
+        Args:
+            access_token: The user's access token (scope ``aws.cognito.signin.user.admin``).
+            attributes: ``{name: value}``, or boto's ``[{"Name": ..., "Value": ...}]``.
+            client_metadata: Passed to the pool's Lambda triggers; never stored.
+            timeout: Seconds for the whole call, retries included; overrides the policy.
+
+        Returns:
+            The code deliveries Cognito reported, if any.
+
+        Raises:
+            AttributeValidationError: Bad input; nothing was sent.
+            CognitoError: Cognito refused; a subclass names the reason.
+            TransportError: No answer after the last attempt.
+        """
+        self._check_open()
+        token = check_access_token(access_token)
+        values = normalize_attributes(attributes)
+        metadata = check_client_metadata(client_metadata)
+        params: dict[str, Any] = {
+            "AccessToken": token,
+            "UserAttributes": to_wire_attributes(values),
+        }
+        if metadata is not None:
+            params["ClientMetadata"] = metadata
+        response = await self._call(
+            "UpdateUserAttributes", params, _secrets(token, values, metadata), timeout
+        )
+        return UpdateResult(
+            code_deliveries=tuple(
+                CodeDelivery.from_wire(d) for d in response.get("CodeDeliveryDetailsList") or ()
+            ),
+            request_id=_request_id(response),
+        )
+
+    async def admin_update_user_attributes(
+        self,
+        username: str,
+        attributes: Mapping[str, str | None] | Sequence[Mapping[str, str]],
+        *,
+        user_pool_id: str | None = None,
+        client_metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> UpdateResult:
+        """Update any user's attributes as an administrator (AdminUpdateUserAttributes).
+
+        SigV4-signed: needs AWS credentials allowed ``cognito-idp:AdminUpdateUserAttributes``.
+        Setting ``email_verified``/``phone_number_verified`` to ``"true"`` in the same call
+        applies a new email or phone number without sending a code.
+
+        Args:
+            username: The username, an alias (email, phone) or the user's ``sub``.
+            attributes: ``{name: value}`` or boto's list; ``None``/``""`` deletes.
+            user_pool_id: The pool; defaults to the client's ``user_pool_id``.
+            client_metadata: Passed to the pool's Lambda triggers; never stored.
+            timeout: Seconds for the whole call, retries included; overrides the policy.
+
+        Returns:
+            An :class:`UpdateResult`; Cognito reports no code deliveries for admin updates.
+
+        Raises:
+            AttributeValidationError: Bad input; nothing was sent.
+            CredentialsError: No AWS credentials were found.
+            CognitoError: Cognito refused; a subclass names the reason.
+            TransportError: No answer after the last attempt.
+        """
+        self._check_open()
+        name = check_username(username)
+        pool = self._pool(user_pool_id)
+        values = normalize_attributes(attributes)
+        metadata = check_client_metadata(client_metadata)
+        params: dict[str, Any] = {
+            "UserPoolId": pool,
+            "Username": name,
+            "UserAttributes": to_wire_attributes(values),
+        }
+        if metadata is not None:
+            params["ClientMetadata"] = metadata
+        response = await self._call(
+            "AdminUpdateUserAttributes", params, _secrets(None, values, metadata), timeout
+        )
+        return UpdateResult(request_id=_request_id(response))
+
+    async def delete_user_attributes(
+        self, access_token: str, attribute_names: Sequence[str], *, timeout: float | None = None
+    ) -> None:
+        """Delete the signed-in user's attributes by name (DeleteUserAttributes).
+
+        Raises:
+            AttributeValidationError: Bad input; nothing was sent.
+            CognitoError: Cognito refused; a subclass names the reason.
+            TransportError: No answer after the last attempt.
+        """
+        self._check_open()
+        token = check_access_token(access_token)
+        names = check_attribute_names(attribute_names)
+        params = {"AccessToken": token, "UserAttributeNames": names}
+        await self._call("DeleteUserAttributes", params, (token,), timeout)
+
+    async def admin_delete_user_attributes(
+        self,
+        username: str,
+        attribute_names: Sequence[str],
+        *,
+        user_pool_id: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        """Delete any user's attributes by name as an administrator (AdminDeleteUserAttributes).
+
+        Raises:
+            AttributeValidationError: Bad input; nothing was sent.
+            CredentialsError: No AWS credentials were found.
+            CognitoError: Cognito refused; a subclass names the reason.
+            TransportError: No answer after the last attempt.
+        """
+        self._check_open()
+        name = check_username(username)
+        pool = self._pool(user_pool_id)
+        names = check_attribute_names(attribute_names)
+        params = {"UserPoolId": pool, "Username": name, "UserAttributeNames": names}
+        await self._call("AdminDeleteUserAttributes", params, (), timeout)
+
+    async def get_user(self, access_token: str, *, timeout: float | None = None) -> User:
+        """Read the signed-in user's attributes (GetUser).
+
+        Only attributes the token's app client may read are returned.
+
+        Raises:
+            AttributeValidationError: Bad input; nothing was sent.
+            CognitoError: Cognito refused; a subclass names the reason.
+            TransportError: No answer after the last attempt.
+        """
+        self._check_open()
+        token = check_access_token(access_token)
+        response = await self._call("GetUser", {"AccessToken": token}, (token,), timeout)
+        return User.from_wire(response)
+
+    async def admin_get_user(
+        self, username: str, *, user_pool_id: str | None = None, timeout: float | None = None
+    ) -> User:
+        """Read any user as an administrator (AdminGetUser), with status and dates.
+
+        Note that AdminGetUser counts toward monthly active users.
+
+        Raises:
+            AttributeValidationError: Bad input; nothing was sent.
+            CredentialsError: No AWS credentials were found.
+            CognitoError: Cognito refused; a subclass names the reason.
+            TransportError: No answer after the last attempt.
+        """
+        self._check_open()
+        name = check_username(username)
+        pool = self._pool(user_pool_id)
+        response = await self._call(
+            "AdminGetUser", {"UserPoolId": pool, "Username": name}, (), timeout
+        )
+        return User.from_wire(response)
+
+    async def get_user_attribute_verification_code(
+        self,
+        access_token: str,
+        attribute_name: str,
+        *,
+        client_metadata: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> CodeDelivery | None:
+        """Ask Cognito to send a verification code for ``email`` or ``phone_number``.
+
+        Retrying after a lost answer can send a second code; the latest code is the valid one.
+
+        Returns:
+            Where the code went, or ``None`` if Cognito did not say.
+
+        Raises:
+            AttributeValidationError: Bad input; nothing was sent.
+            LimitExceededError: Too many codes requested; wait minutes before asking again.
+            CognitoError: Cognito refused; a subclass names the reason.
+            TransportError: No answer after the last attempt.
+        """
+        self._check_open()
+        token = check_access_token(access_token)
+        name = check_attribute_name(attribute_name, argument="attribute_name")
+        metadata = check_client_metadata(client_metadata)
+        params: dict[str, Any] = {"AccessToken": token, "AttributeName": name}
+        if metadata is not None:
+            params["ClientMetadata"] = metadata
+        response = await self._call(
+            "GetUserAttributeVerificationCode", params, _secrets(token, {}, metadata), timeout
+        )
+        details = response.get("CodeDeliveryDetails")
+        return CodeDelivery.from_wire(details) if details else None
+
+    async def verify_user_attribute(
+        self, access_token: str, attribute_name: str, code: str, *, timeout: float | None = None
+    ) -> None:
+        """Confirm ``email`` or ``phone_number`` with the code the user received.
+
+        Raises:
+            AttributeValidationError: Bad input; nothing was sent.
+            CodeMismatchError: The code is wrong.
+            ExpiredCodeError: The code has expired.
+            LimitExceededError: Too many attempts; wait minutes.
+            CognitoError: Cognito refused; a subclass names the reason.
+            TransportError: No answer after the last attempt.
+        """
+        self._check_open()
+        token = check_access_token(access_token)
+        name = check_attribute_name(attribute_name, argument="attribute_name")
+        checked_code = check_code(code)
+        params = {"AccessToken": token, "AttributeName": name, "Code": checked_code}
+        await self._call("VerifyUserAttribute", params, (token, checked_code), timeout)
+
+    # ----------------------------------------------------------------------------------------
+    # Internals
+
+    def _check_open(self) -> None:
+        if self._state is ClientState.OPEN:
+            return
+        if self._state is ClientState.UNOPENED:
+            raise RuntimeError(
+                "CognitoClient is not open; use 'async with CognitoClient(...) as cognito:'"
+            )
+        raise RuntimeError("CognitoClient is closed")
+
+    def _pool(self, user_pool_id: str | None) -> str:
+        return check_user_pool_id(user_pool_id if user_pool_id is not None else self._user_pool_id)
+
+    async def _call(
+        self,
+        operation: str,
+        params: Mapping[str, Any],
+        secrets: Sequence[str],
+        timeout: float | None,
+    ) -> dict[str, Any]:
+        self._calls_started += 1
+
+        async def attempt(number: int) -> dict[str, Any]:
+            self._check_open()
+            async with self._limiter:
+                self._requests_sent += 1
+                if number > 1:
+                    self._retries += 1
+                return await self._transport.call(operation, params, secrets=secrets)
+
+        try:
+            result = await retry_call(
+                attempt, self.retry, deadline=timeout, on_failure=self._record_failure
+            )
+        except BaseException:
+            self._calls_failed += 1
+            raise
+        self._calls_succeeded += 1
+        return result
+
+    def _record_failure(self, exc: BaseException, kind: RetryClass) -> None:
+        if kind is RetryClass.THROTTLE:
+            self._throttled += 1
+        key = exc.code if isinstance(exc, CognitoError) else type(exc).__name__
+        self._errors_by_code[key] = self._errors_by_code.get(key, 0) + 1
+
+
+def _secrets(
+    token: str | None, values: Mapping[str, str], metadata: Mapping[str, str] | None
+) -> tuple[str, ...]:
+    found = [token] if token else []
+    found.extend(v for v in values.values() if v)
+    if metadata:
+        for key, value in metadata.items():
+            found.extend(s for s in (key, value) if s)
+    return tuple(found)
+
+
+def _request_id(response: Mapping[str, Any]) -> str | None:
+    meta = response.get("ResponseMetadata")
+    return meta.get("RequestId") if isinstance(meta, Mapping) else None

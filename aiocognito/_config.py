@@ -1,0 +1,67 @@
+"""Frozen configuration: how hard to drive Cognito and how to retry. Validation only, no I/O."""
+
+from __future__ import annotations
+
+from attrs import field, frozen, validators
+
+__all__ = ["Limits", "RetryPolicy"]
+
+_positive_int = [validators.instance_of(int), validators.ge(1)]
+
+
+def _optional_positive_rate(_inst: object, attribute: object, value: float | None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        name = getattr(attribute, "name", "rate")
+        raise ValueError(f"{name} must be a positive number of requests per second or None")
+
+
+@frozen(kw_only=True)
+class Limits:
+    """How much traffic the client may put on Cognito.
+
+    Cognito's quotas are per AWS account and region, shared by every pool and every caller.
+    UserUpdate (the attribute writes and deletes) allows 25 requests/s and cannot be raised;
+    UserRead (GetUser, AdminGetUser) allows 120 requests/s.
+
+    Attributes:
+        max_concurrency: Calls in flight at once, across all operations. The HTTP connection
+            pool is sized to match.
+        user_update_rps: The UserUpdate quota in requests/s; ``None`` means unknown.
+        user_read_rps: The UserRead quota in requests/s; ``None`` means unknown.
+    """
+
+    max_concurrency: int = field(default=64, validator=_positive_int)
+    user_update_rps: float | None = field(default=25.0, validator=_optional_positive_rate)
+    user_read_rps: float | None = field(default=120.0, validator=_optional_positive_rate)
+
+
+@frozen(kw_only=True)
+class RetryPolicy:
+    """Which failures are retried, how often, and how long a call may take in all.
+
+    Throttles, 5xx answers and connection failures are retried with exponential backoff and
+    full jitter. Permanent errors (bad parameters, unknown users, expired tokens) never are.
+
+    Attributes:
+        max_attempts: Attempts per call, the first included.
+        deadline: Seconds a call may take across all its attempts; ``None`` for no limit.
+        backoff_base: Seconds of the first backoff ceiling; it doubles per attempt.
+        backoff_cap: The largest backoff, in seconds.
+        retry_limit_exceeded: Retry ``LimitExceededException`` (a per-user attempt limit),
+            slowly; off by default because retrying can prolong the lockout.
+        limit_exceeded_backoff: Seconds to wait before retrying ``LimitExceededException``.
+    """
+
+    max_attempts: int = field(default=8, validator=_positive_int)
+    deadline: float | None = field(default=300.0)
+    backoff_base: float = field(default=0.1, validator=validators.gt(0))
+    backoff_cap: float = field(default=20.0, validator=validators.gt(0))
+    retry_limit_exceeded: bool = False
+    limit_exceeded_backoff: float = field(default=300.0, validator=validators.gt(0))
+
+    @deadline.validator
+    def _check_deadline(self, _attribute: object, value: float | None) -> None:
+        if value is not None and not value > 0:
+            raise ValueError("deadline must be a positive number of seconds or None")

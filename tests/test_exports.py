@@ -1,0 +1,35 @@
+"""The public namespace is honest: __all__ is sorted, complete, and every name resolves."""
+
+from __future__ import annotations
+
+import importlib.resources
+import inspect
+
+import aiocognito
+
+
+def test_all_is_sorted_and_unique() -> None:
+    names = [n for n in aiocognito.__all__ if n != "__version__"]
+    assert names == sorted(names)
+    assert len(set(aiocognito.__all__)) == len(aiocognito.__all__)
+
+
+def test_every_public_name_is_exported() -> None:
+    public = {
+        name
+        for name, value in vars(aiocognito).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert public == set(aiocognito.__all__) - {"__version__"}
+
+
+def test_exported_objects_claim_the_public_module() -> None:
+    for name in aiocognito.__all__:
+        obj = getattr(aiocognito, name)
+        if inspect.isclass(obj):
+            assert obj.__module__.startswith("aiocognito._"), name
+            assert obj.__doc__, f"{name} needs a docstring"
+
+
+def test_package_is_typed() -> None:
+    assert importlib.resources.files("aiocognito").joinpath("py.typed").is_file()
