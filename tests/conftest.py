@@ -66,8 +66,8 @@ CREDENTIALS: Credentials = {"aws_access_key_id": "testing", "aws_secret_access_k
 
 
 @attrs.define
-class MotoPool:
-    """A pool seeded in moto over HTTP with boto3, the way a user's test would."""
+class BotoPool:
+    """A pool seeded over HTTP with boto3 (in moto or the fake), the way a user's test would."""
 
     endpoint_url: str
     pool_id: str
@@ -102,25 +102,35 @@ class MotoPool:
         return {a["Name"]: a["Value"] for a in user["UserAttributes"]}
 
 
-@pytest.fixture
-def moto_pool(moto_url: str) -> MotoPool:
-    """A fresh pool with a custom ``tier`` attribute and an app client without a secret."""
+def make_boto_pool(endpoint_url: str, **pool_options: Any) -> BotoPool:
+    """Create a pool with custom ``tier`` and ``dept`` attributes and an app client."""
     import boto3
 
-    boto = boto3.client("cognito-idp", region_name=REGION, endpoint_url=moto_url, **CREDENTIALS)
+    boto = boto3.client("cognito-idp", region_name=REGION, endpoint_url=endpoint_url, **CREDENTIALS)
     pool_id = boto.create_user_pool(
         PoolName=f"p-{uuid.uuid4().hex[:8]}",
         Schema=[
             {"Name": "tier", "AttributeDataType": "String", "Mutable": True},
             {"Name": "dept", "AttributeDataType": "String", "Mutable": True},
         ],
+        **pool_options,
     )["UserPool"]["Id"]
     client_id = boto.create_user_pool_client(
         UserPoolId=pool_id,
         ClientName="c",
         ExplicitAuthFlows=["ALLOW_ADMIN_USER_PASSWORD_AUTH", "ALLOW_REFRESH_TOKEN_AUTH"],
     )["UserPoolClient"]["ClientId"]
-    return MotoPool(endpoint_url=moto_url, pool_id=pool_id, client_id=client_id, boto=boto)
+    return BotoPool(endpoint_url=endpoint_url, pool_id=pool_id, client_id=client_id, boto=boto)
+
+
+# The moto suite predates the fake; the name stays for readability there.
+MotoPool = BotoPool
+
+
+@pytest.fixture
+def moto_pool(moto_url: str) -> BotoPool:
+    """A fresh moto pool with custom ``tier`` and ``dept`` attributes."""
+    return make_boto_pool(moto_url)
 
 
 @pytest.fixture
