@@ -11,9 +11,9 @@ import anyio
 from attrs import frozen
 
 from ._config import Limits, RetryPolicy
-from ._errors import CognitoError
+from ._dispatch import Dispatcher
+from ._limits import CategoryStatistics, Priority, RateLimiter, shared_limiter
 from ._models import CodeDelivery, UpdateResult, User
-from ._retry import RetryClass, retry_call
 from ._transport import AiobotocoreTransport, Transport
 from ._validate import (
     check_access_token,
@@ -45,16 +45,19 @@ class ClientStatistics:
 
     Attributes:
         state: The lifecycle state.
-        max_concurrency: The configured bound on calls in flight.
+        max_concurrency: The configured bound on requests in flight.
         in_flight: Requests on the wire now.
-        waiting: Calls waiting for a concurrency slot.
+        waiting: Requests waiting for a concurrency slot.
         calls_started: Public calls accepted (after validation).
         calls_succeeded: Calls that returned normally.
-        calls_failed: Calls that raised after their last attempt.
+        calls_failed: Calls that raised.
         requests_sent: Attempts sent to Cognito, retries included.
         retries: Attempts beyond each call's first.
         throttled: Attempts answered with TooManyRequestsException.
+        calls_saved: Calls spared by merging queued updates to the same user.
+        active_lanes: Users with updates in flight or queued.
         errors_by_code: Failed attempts per error code (or exception name for transport errors).
+        categories: Per quota category: the allowed rate, requests sent, throttled, queued.
     """
 
     state: ClientState
@@ -67,7 +70,10 @@ class ClientStatistics:
     requests_sent: int
     retries: int
     throttled: int
+    calls_saved: int
+    active_lanes: int
     errors_by_code: Mapping[str, int]
+    categories: Mapping[str, CategoryStatistics]
 
 
 class CognitoClient:
@@ -130,14 +136,11 @@ class CognitoClient:
             )
         self._transport = _transport
         self._state = ClientState.UNOPENED
-        self._limiter = anyio.CapacityLimiter(self.limits.max_concurrency)
+        self._dispatcher: Dispatcher | None = None
+        self._limiters: dict[str, RateLimiter] = {}
         self._calls_started = 0
         self._calls_succeeded = 0
         self._calls_failed = 0
-        self._requests_sent = 0
-        self._retries = 0
-        self._throttled = 0
-        self._errors_by_code: dict[str, int] = {}
 
     # ----------------------------------------------------------------------------------------
     # Lifecycle
@@ -152,7 +155,19 @@ class CognitoClient:
             raise RuntimeError("CognitoClient is already open")
         if self._state is ClientState.CLOSED:
             raise RuntimeError("CognitoClient was closed and cannot be reopened; create a new one")
+        limits = self.limits
+        group = limits.quota_group or f"{self._region_name or ''}|{self._endpoint_url or 'aws'}"
+        self._limiters = {
+            category: shared_limiter(group, category, ceiling, adaptive=limits.adaptive)
+            for category, ceiling in (
+                ("UserUpdate", limits.user_update_rps),
+                ("UserRead", limits.user_read_rps),
+            )
+        }
         await self._transport.open()
+        self._dispatcher = Dispatcher(
+            self._transport, limits=limits, retry=self.retry, limiters=self._limiters
+        )
         self._state = ClientState.OPEN
         return self
 
@@ -165,35 +180,45 @@ class CognitoClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the connections. Idempotent; the client cannot be reopened."""
+        """Close the connections. Idempotent; the client cannot be reopened.
+
+        May be called from any task. Calls still running fail with an error.
+        """
         if self._state is ClientState.CLOSED:
             return
         self._state = ClientState.CLOSED
+        if self._dispatcher is not None:
+            self._dispatcher.closed = True
         with anyio.CancelScope(shield=True):
             await self._transport.aclose()
 
     def statistics(self) -> ClientStatistics:
         """Return a snapshot of the client's state and counters."""
+        d = self._dispatcher
         return ClientStatistics(
             state=self._state,
             max_concurrency=self.limits.max_concurrency,
-            in_flight=int(self._limiter.borrowed_tokens),
-            waiting=self._limiter.statistics().tasks_waiting,
+            in_flight=d.in_flight if d else 0,
+            waiting=d.waiting_for_slot if d else 0,
             calls_started=self._calls_started,
             calls_succeeded=self._calls_succeeded,
             calls_failed=self._calls_failed,
-            requests_sent=self._requests_sent,
-            retries=self._retries,
-            throttled=self._throttled,
-            errors_by_code=dict(self._errors_by_code),
+            requests_sent=d.requests_sent if d else 0,
+            retries=d.retries if d else 0,
+            throttled=d.throttled if d else 0,
+            calls_saved=d.calls_saved if d else 0,
+            active_lanes=d.active_lanes if d else 0,
+            errors_by_code=dict(d.errors_by_code) if d else {},
+            categories={c: lim.statistics() for c, lim in self._limiters.items()},
         )
 
     def __repr__(self) -> str:
         pool = f" user_pool_id={self._user_pool_id!r}" if self._user_pool_id else ""
         endpoint = f" endpoint_url={self._endpoint_url!r}" if self._endpoint_url else ""
+        in_flight = self._dispatcher.in_flight if self._dispatcher else 0
         return (
             f"<CognitoClient region_name={self._region_name!r}{pool}{endpoint} "
-            f"state={self._state.value} in_flight={int(self._limiter.borrowed_tokens)} "
+            f"state={self._state.value} in_flight={in_flight} "
             f"calls={self._calls_started} failed={self._calls_failed}>"
         )
 
@@ -239,7 +264,11 @@ class CognitoClient:
         if metadata is not None:
             params["ClientMetadata"] = metadata
         response = await self._call(
-            "UpdateUserAttributes", params, _secrets(token, values, metadata), timeout
+            "UpdateUserAttributes",
+            params,
+            _secrets(token, values, metadata),
+            timeout,
+            attributes=values,
         )
         return UpdateResult(
             code_deliveries=tuple(
@@ -292,7 +321,11 @@ class CognitoClient:
         if metadata is not None:
             params["ClientMetadata"] = metadata
         response = await self._call(
-            "AdminUpdateUserAttributes", params, _secrets(None, values, metadata), timeout
+            "AdminUpdateUserAttributes",
+            params,
+            _secrets(None, values, metadata),
+            timeout,
+            attributes=values,
         )
         return UpdateResult(request_id=_request_id(response))
 
@@ -443,35 +476,30 @@ class CognitoClient:
     async def _call(
         self,
         operation: str,
-        params: Mapping[str, Any],
+        params: dict[str, Any],
         secrets: Sequence[str],
         timeout: float | None,
+        *,
+        attributes: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        dispatcher = self._dispatcher
+        assert dispatcher is not None
         self._calls_started += 1
-
-        async def attempt(number: int) -> dict[str, Any]:
-            self._check_open()
-            async with self._limiter:
-                self._requests_sent += 1
-                if number > 1:
-                    self._retries += 1
-                return await self._transport.call(operation, params, secrets=secrets)
-
+        job = dispatcher.make_job(
+            operation,
+            params,
+            secrets,
+            attributes=attributes,
+            timeout=timeout,
+            priority=Priority.INTERACTIVE,
+        )
         try:
-            result = await retry_call(
-                attempt, self.retry, deadline=timeout, on_failure=self._record_failure
-            )
+            result = await dispatcher.run(job)
         except BaseException:
             self._calls_failed += 1
             raise
         self._calls_succeeded += 1
         return result
-
-    def _record_failure(self, exc: BaseException, kind: RetryClass) -> None:
-        if kind is RetryClass.THROTTLE:
-            self._throttled += 1
-        key = exc.code if isinstance(exc, CognitoError) else type(exc).__name__
-        self._errors_by_code[key] = self._errors_by_code.get(key, 0) + 1
 
 
 def _secrets(

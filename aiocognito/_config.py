@@ -30,11 +30,19 @@ class Limits:
             pool is sized to match.
         user_update_rps: The UserUpdate quota in requests/s; ``None`` means unknown.
         user_read_rps: The UserRead quota in requests/s; ``None`` means unknown.
+        adaptive: Cut the rate when throttled and climb back (never above the configured
+            quota); with a quota of ``None``, discover it. When off, a quota of ``None``
+            means no limit at all.
+        quota_group: Which clients share one set of quota buckets. Clients on one event loop
+            with the same group share; by default the group is the region and endpoint, so
+            clients for two AWS accounts in one process should each name theirs.
     """
 
     max_concurrency: int = field(default=64, validator=_positive_int)
     user_update_rps: float | None = field(default=25.0, validator=_optional_positive_rate)
     user_read_rps: float | None = field(default=120.0, validator=_optional_positive_rate)
+    adaptive: bool = True
+    quota_group: str | None = None
 
 
 @frozen(kw_only=True)

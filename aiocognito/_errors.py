@@ -21,6 +21,7 @@ Every error raised on purpose derives from :class:`AiocognitoError`::
     │   ├── PasswordResetRequiredError
     │   ├── ResourceNotFoundError
     │   ├── TooManyRequestsError
+    │   │   └── QuotaDeadlineError        client-side: the quota cannot fit the call in its deadline
     │   ├── UnexpectedLambdaError
     │   ├── UserLambdaValidationError
     │   ├── UserNotConfirmedError
@@ -60,6 +61,7 @@ __all__ = [
     "NotAuthorizedError",
     "OperationNotEnabledError",
     "PasswordResetRequiredError",
+    "QuotaDeadlineError",
     "ResourceNotFoundError",
     "TooManyRequestsError",
     "TransportError",
@@ -237,6 +239,14 @@ class TooManyRequestsError(CognitoError):
     """The request was throttled: the account's request-rate quota was exceeded."""
 
     default_code = "TooManyRequestsException"
+
+
+class QuotaDeadlineError(TooManyRequestsError):
+    """The call's deadline would pass while it waited for quota, so it was never sent.
+
+    Raised by aiocognito's rate limiter, not by Cognito: ``.status`` is None and nothing was
+    applied. A per-call request fails fast this way rather than waiting past its deadline.
+    """
 
 
 class UnexpectedLambdaError(CognitoError):

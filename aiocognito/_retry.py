@@ -37,6 +37,7 @@ from ._errors import (
     DeadlineExceededError,
     InternalErrorError,
     LimitExceededError,
+    QuotaDeadlineError,
     TooManyRequestsError,
     TransportError,
 )
@@ -57,6 +58,8 @@ class RetryClass(enum.Enum):
 
 def classify(exc: BaseException) -> RetryClass:
     """Return the retry class of one failed attempt."""
+    if isinstance(exc, QuotaDeadlineError):
+        return RetryClass.PERMANENT  # never sent; waiting longer is what it refused to do
     if isinstance(exc, TooManyRequestsError):
         return RetryClass.THROTTLE
     if isinstance(exc, LimitExceededError):

@@ -1,0 +1,480 @@
+"""The engine: per-user lanes, coalescing, priorities, deadlines, cancellation, concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import aiocognito
+from aiocognito._dispatch import token_subject
+from aiocognito._limits import Priority, RateLimiter, ShareLimit
+from aiocognito.testing import CustomAttribute, FakeCognito, Latency
+from tests.fakes import FakeTransport
+
+POOL = "eu-west-1_AbC"
+UNLIMITED = aiocognito.Limits(user_update_rps=None, user_read_rps=None, adaptive=False)
+FAST_RETRY = aiocognito.RetryPolicy(backoff_base=0.001, backoff_cap=0.001)
+
+
+def jwt(sub: str, extra: str = "") -> str:
+    def enc(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    return f"{enc({'alg': 'RS256'})}.{enc({'sub': sub, 'iss': 'i', 'jti': extra})}.c2ln"
+
+
+def client(transport: FakeTransport, **kwargs: Any) -> aiocognito.CognitoClient:
+    kwargs.setdefault("limits", UNLIMITED)
+    kwargs.setdefault("retry", FAST_RETRY)
+    return aiocognito.CognitoClient(
+        region_name="eu-west-1", user_pool_id=POOL, _transport=transport, **kwargs
+    )
+
+
+class GatedTransport(FakeTransport):
+    """Holds the first call open until the test releases it, to let others queue behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = anyio.Event()
+        self.first_arrived = anyio.Event()
+
+    async def call(
+        self, operation: str, params: Mapping[str, Any], *, secrets: Any = ()
+    ) -> dict[str, Any]:
+        if not self.first_arrived.is_set():
+            self.first_arrived.set()
+            self.sent.append(self._record(operation, params))
+            await self.release.wait()
+            return {}
+        return await super().call(operation, params, secrets=secrets)
+
+    @staticmethod
+    def _record(operation: str, params: Mapping[str, Any]) -> Any:
+        from tests.fakes import SentCall
+
+        return SentCall(operation, dict(params), ())
+
+
+async def wait_until(predicate: Any) -> None:
+    """Yield to the event loop until ``predicate()`` holds (no wall-clock sleeping)."""
+    with anyio.fail_after(5):
+        while not predicate():
+            await anyio.lowlevel.checkpoint()
+
+
+# ------------------------------------------------------------------------------------------
+# Lane keys
+
+
+def test_token_subject_reads_the_unverified_payload() -> None:
+    assert token_subject(jwt("u-1", "a")) == token_subject(jwt("u-1", "b")) == "i#u-1"
+    assert token_subject("not-a-jwt") == "not-a-jwt"
+    assert token_subject("a.!!!.c") == "a.!!!.c"
+
+
+# ------------------------------------------------------------------------------------------
+# Coalescing
+
+
+async def test_queued_updates_merge_and_every_caller_gets_the_result() -> None:
+    transport = GatedTransport()
+    transport.push({"ResponseMetadata": {"RequestId": "merged"}})
+    results: dict[int, aiocognito.UpdateResult] = {}
+    async with client(transport) as cognito:
+
+        async def update(i: int, attrs: dict[str, str | None]) -> None:
+            results[i] = await cognito.admin_update_user_attributes("alice", attrs)
+
+        async with anyio.create_task_group() as tg:
+            changes: list[dict[str, str | None]] = [
+                {"nickname": "first"},
+                {"nickname": None, "custom:tier": "gold"},
+                {"nickname": "third", "website": "w"},
+                {"website": None},
+            ]
+            tg.start_soon(update, 0, changes[0])
+            await transport.first_arrived.wait()
+            for i in (1, 2, 3):
+                tg.start_soon(update, i, changes[i])
+            await wait_until(lambda: cognito.statistics().calls_started == 4)
+            transport.release.set()
+        stats = cognito.statistics()
+    assert [c.params["UserAttributes"] for c in transport.sent] == [
+        [{"Name": "nickname", "Value": "first"}],
+        [
+            {"Name": "nickname", "Value": "third"},  # a delete followed by a set is the set
+            {"Name": "custom:tier", "Value": "gold"},
+            {"Name": "website", "Value": ""},  # a set followed by a delete is the delete
+        ],
+    ]
+    assert results[0].request_id is None
+    assert results[1].request_id == results[2].request_id == results[3].request_id == "merged"
+    assert stats.calls_saved == 2
+    assert stats.requests_sent == 2
+    assert stats.active_lanes == 0
+
+
+async def test_different_metadata_tokens_and_verification_are_not_merged() -> None:
+    transport = GatedTransport()
+    token = jwt("u-1")
+    async with client(transport) as cognito, anyio.create_task_group() as tg:
+        tg.start_soon(lambda: cognito.update_user_attributes(token, {"nickname": "a"}))
+        await transport.first_arrived.wait()
+        tg.start_soon(
+            lambda: cognito.update_user_attributes(
+                token, {"nickname": "b"}, client_metadata={"k": "1"}
+            )
+        )
+        tg.start_soon(
+            lambda: cognito.update_user_attributes(
+                token, {"nickname": "c"}, client_metadata={"k": "2"}
+            )
+        )
+        tg.start_soon(lambda: cognito.verify_user_attribute(token, "email", "123456"))
+        tg.start_soon(
+            lambda: cognito.update_user_attributes(
+                token, {"nickname": "d"}, client_metadata={"k": "2"}
+            )
+        )
+        await wait_until(lambda: cognito.statistics().calls_started == 5)
+        transport.release.set()
+    sent = [
+        (c.operation, c.params.get("UserAttributes"), c.params.get("ClientMetadata"))
+        for c in transport.sent
+    ]
+    assert sent == [
+        ("UpdateUserAttributes", [{"Name": "nickname", "Value": "a"}], None),
+        ("UpdateUserAttributes", [{"Name": "nickname", "Value": "b"}], {"k": "1"}),
+        ("UpdateUserAttributes", [{"Name": "nickname", "Value": "c"}], {"k": "2"}),
+        ("VerifyUserAttribute", None, None),
+        ("UpdateUserAttributes", [{"Name": "nickname", "Value": "d"}], {"k": "2"}),
+    ]
+
+
+async def test_an_error_reaches_every_merged_caller_and_no_other_lane() -> None:
+    transport = GatedTransport()
+    failure = aiocognito.AliasExistsError(
+        "An account with the given email already exists.", status=400
+    )
+    errors: list[BaseException] = []
+    ok: list[str] = []
+    async with client(transport) as cognito:
+
+        async def update(user: str, attrs: dict[str, str]) -> None:
+            try:
+                await cognito.admin_update_user_attributes(user, attrs)
+                ok.append(user)
+            except aiocognito.AliasExistsError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(update, "alice", {"nickname": "a"})
+            await transport.first_arrived.wait()
+            transport.push(failure)
+            tg.start_soon(update, "alice", {"email": "taken@example.com"})
+            tg.start_soon(update, "alice", {"nickname": "b"})
+            await wait_until(lambda: cognito.statistics().calls_started == 3)
+            transport.handler = lambda _op, _p: {}
+            transport.release.set()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(update, "bob", {"nickname": "x"})
+    assert errors == [failure, failure]
+    assert ok == ["alice", "bob"]
+
+
+# ------------------------------------------------------------------------------------------
+# Ordering
+
+
+async def test_ordering_holds_under_random_latency_against_the_fake() -> None:
+    users = [f"user{i}" for i in range(12)]
+    per_user = 15
+    async with FakeCognito(
+        user_update_rps=None, per_user_write_rps=None, latency=Latency.uniform(0.0, 0.004), seed=4
+    ) as fake:
+        pool = fake.create_pool(custom_attributes=[CustomAttribute(name="seq")])
+        for name in users:
+            fake.create_user(pool.id, name)
+        async with aiocognito.CognitoClient(
+            region_name="us-east-1",
+            user_pool_id=pool.id,
+            endpoint_url=fake.endpoint_url,
+            limits=UNLIMITED,
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+        ) as cognito:
+            rng = random.Random(9)
+
+            async def update(name: str, n: int) -> None:
+                await cognito.admin_update_user_attributes(name, {"custom:seq": str(n)})
+
+            async with anyio.create_task_group() as tg:
+                for n in range(per_user):
+                    for name in rng.sample(users, len(users)):
+                        tg.start_soon(update, name, n)
+                        await anyio.lowlevel.checkpoint()
+            saved = cognito.statistics().calls_saved
+        for name in users:
+            assert fake.user_attributes(pool.id, name)["custom:seq"] == str(per_user - 1)
+            applied = [int(u.changes["custom:seq"] or -1) for u in fake.update_log(pool.id, name)]
+            assert applied == sorted(applied), f"{name} applied out of order: {applied}"
+        total_applied = sum(len(fake.update_log(pool.id, n)) for n in users)
+    assert total_applied + saved == len(users) * per_user
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["alice", "bob", "carol"]),
+            st.dictionaries(
+                st.sampled_from(["nickname", "website", "custom:tier"]),
+                st.one_of(st.none(), st.sampled_from(["a", "b", "c"])),
+                min_size=1,
+            ),
+            st.integers(min_value=0, max_value=3),
+        ),
+        max_size=30,
+    )
+)
+def test_final_state_equals_applying_each_users_updates_in_order(
+    updates: list[tuple[str, dict[str, str | None], int]],
+) -> None:
+    store: dict[str, dict[str, str]] = {}
+
+    class StoreTransport(FakeTransport):
+        async def call(
+            self, operation: str, params: Mapping[str, Any], *, secrets: Any = ()
+        ) -> dict[str, Any]:
+            self.sent.append(self._record(operation, params))
+            user = store.setdefault(params["Username"], {})
+            await anyio.lowlevel.checkpoint()  # let other tasks run mid-call
+            for attr in params["UserAttributes"]:
+                if attr["Value"]:
+                    user[attr["Name"]] = attr["Value"]
+                else:
+                    user.pop(attr["Name"], None)
+            return {}
+
+        @staticmethod
+        def _record(operation: str, params: Mapping[str, Any]) -> Any:
+            from tests.fakes import SentCall
+
+            return SentCall(operation, dict(params), ())
+
+    async def main() -> None:
+        async with client(StoreTransport()) as cognito, anyio.create_task_group() as tg:
+            for user, attrs, pause in updates:
+                tg.start_soon(cognito.admin_update_user_attributes, user, attrs)
+                for _ in range(pause):
+                    await anyio.lowlevel.checkpoint()
+
+    asyncio.run(main())
+    expected: dict[str, dict[str, str]] = {}
+    for user, attrs, _pause in updates:
+        state = expected.setdefault(user, {})
+        for name, value in attrs.items():
+            if value:
+                state[name] = value
+            else:
+                state.pop(name, None)
+    assert {u: s for u, s in store.items() if s or u in expected} == {
+        u: s for u, s in expected.items() if s or u in store
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Cancellation, deadlines, close
+
+
+async def test_cancelled_driver_hands_its_batch_on_and_nothing_leaks() -> None:
+    transport = GatedTransport()
+    before = len(asyncio.all_tasks())
+    async with client(transport) as cognito:
+        done: list[str] = []
+
+        async def update(value: str) -> None:
+            await cognito.admin_update_user_attributes("alice", {"nickname": value})
+            done.append(value)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(update, "cancelled")
+            await transport.first_arrived.wait()
+            tg.cancel_scope.cancel()  # the driving caller is cancelled mid-call
+        transport.handler = lambda _op, _p: {}
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(update, "second")
+            tg.start_soon(update, "third")
+        stats = cognito.statistics()
+    assert done == ["second", "third"]
+    sent = [c.params["UserAttributes"][0]["Value"] for c in transport.sent]
+    assert sent == ["cancelled", "second", "third"]
+    assert stats.active_lanes == 0
+    assert stats.in_flight == 0
+    assert len(asyncio.all_tasks()) == before
+
+
+async def test_waiting_caller_times_out_without_sending() -> None:
+    transport = GatedTransport()
+    async with client(transport) as cognito, anyio.create_task_group() as tg:
+        tg.start_soon(lambda: cognito.admin_update_user_attributes("alice", {"nickname": "a"}))
+        await transport.first_arrived.wait()
+        with pytest.raises(aiocognito.DeadlineExceededError, match="it was not sent"):
+            await cognito.admin_update_user_attributes("alice", {"nickname": "b"}, timeout=0.05)
+        transport.release.set()
+    assert [c.params["UserAttributes"][0]["Value"] for c in transport.sent] == ["a"]
+
+
+async def test_close_from_another_task() -> None:
+    transport = FakeTransport()
+    cognito = client(transport)
+    await cognito.__aenter__()
+    await cognito.admin_get_user("alice")
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cognito.aclose)
+    assert cognito.state is aiocognito.ClientState.CLOSED
+    assert transport.closed == 1
+
+
+# ------------------------------------------------------------------------------------------
+# Quota: priorities, shares, deadlines, sharing between clients
+
+
+async def test_interactive_goes_before_queued_bulk() -> None:
+    limiter = RateLimiter("UserUpdate", 200.0, adaptive=False)
+    while limiter._bucket.tokens >= 1:  # drain the burst
+        await limiter.acquire(Priority.BULK)
+    order: list[str] = []
+
+    async def take(name: str, priority: Priority) -> None:
+        await limiter.acquire(priority)
+        order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(6):
+            tg.start_soon(take, f"bulk{i}", Priority.BULK)
+        await wait_until(lambda: limiter.statistics().queued == 6)
+        tg.start_soon(take, "web", Priority.INTERACTIVE)
+        await wait_until(lambda: limiter.statistics().queued == 7)
+    # At most the bulk head that was already due goes first; the web call skips the queue.
+    assert order.index("web") <= 1
+    assert [n for n in order if n != "web"] == [f"bulk{i}" for i in range(6)]
+
+
+async def test_share_caps_a_bulk_job() -> None:
+    limiter = RateLimiter("UserUpdate", 100.0, adaptive=False)
+    share = ShareLimit(0.5)
+    with pytest.raises(ValueError, match="max_share"):
+        ShareLimit(1.5)
+    started = anyio.current_time()
+    for _ in range(11):
+        await limiter.acquire(Priority.BULK, share=share)
+    # 10 paced requests at 50/s take at least 0.2 s minus the first token.
+    assert anyio.current_time() - started >= 0.18
+
+
+async def test_quota_deadline_fails_fast_without_sending() -> None:
+    transport = FakeTransport()
+    limits = aiocognito.Limits(user_update_rps=1.0, adaptive=False)
+    async with client(transport, limits=limits) as cognito:
+        await cognito.admin_update_user_attributes("alice", {"nickname": "a"})
+        started = anyio.current_time()
+        with pytest.raises(aiocognito.QuotaDeadlineError) as info:
+            await cognito.admin_update_user_attributes("bob", {"nickname": "b"}, timeout=0.2)
+        assert anyio.current_time() - started < 0.1  # failed fast, did not wait out the deadline
+        assert isinstance(info.value, aiocognito.TooManyRequestsError)
+        assert info.value.status is None
+        stats = cognito.statistics()
+    assert len(transport.sent) == 1
+    assert stats.throttled == 0
+    assert stats.categories["UserUpdate"].sent == 1
+
+
+async def test_clients_on_one_loop_share_quota_buckets() -> None:
+    a, b = FakeTransport(), FakeTransport()
+    c = FakeTransport()
+    async with (
+        client(a, limits=aiocognito.Limits()) as one,
+        client(b, limits=aiocognito.Limits(user_update_rps=20)) as two,
+        client(c, limits=aiocognito.Limits(quota_group="other-account")) as three,
+    ):
+        assert one._limiters["UserUpdate"] is two._limiters["UserUpdate"]
+        assert one._limiters["UserUpdate"] is not three._limiters["UserUpdate"]
+        assert one.statistics().categories["UserUpdate"].ceiling == 20  # the lower one wins
+        assert three.statistics().categories["UserUpdate"].ceiling == 25
+
+
+async def test_statistics_per_category() -> None:
+    transport = FakeTransport()
+    transport.push(aiocognito.TooManyRequestsError("Rate exceeded", status=400), {})
+    async with client(transport, limits=aiocognito.Limits(quota_group="stats")) as cognito:
+        await cognito.admin_update_user_attributes("alice", {"nickname": "a"})
+        await cognito.admin_get_user("alice")
+        stats = cognito.statistics()
+    update, read = stats.categories["UserUpdate"], stats.categories["UserRead"]
+    assert (update.rate, update.sent, update.throttled, update.queued) == (25.0, 2, 1, 0)
+    assert (read.rate, read.sent, read.throttled) == (120.0, 1, 0)
+    assert stats.throttled == 1
+
+
+async def test_changes_riding_with_a_cancelled_caller_are_sent_again() -> None:
+    """B drives a merged call carrying C's change; B is cancelled mid-call; C's change lands."""
+
+    class TwoGates(FakeTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.gates = [anyio.Event(), anyio.Event()]
+            self.arrived = [anyio.Event(), anyio.Event()]
+
+        async def call(
+            self, operation: str, params: Mapping[str, Any], *, secrets: Any = ()
+        ) -> dict[str, Any]:
+            index = len(self.sent)
+            result = await super().call(operation, params, secrets=secrets)
+            if index < 2:
+                self.arrived[index].set()
+                await self.gates[index].wait()
+            return result
+
+    transport = TwoGates()
+    outcome: dict[str, str] = {}
+    async with client(transport) as cognito:
+
+        async def update(name: str, value: str) -> None:
+            await cognito.admin_update_user_attributes(
+                "alice", {"nickname": value, f"custom:{name}": "x"}
+            )
+            outcome[name] = "ok"
+
+        async with anyio.create_task_group() as outer:
+            outer.start_soon(update, "a", "A")
+            await transport.arrived[0].wait()
+            async with anyio.create_task_group() as b_group:
+                b_group.start_soon(update, "b", "B")
+                await wait_until(lambda: cognito.statistics().calls_started == 2)
+                outer.start_soon(update, "c", "C")
+                await wait_until(lambda: cognito.statistics().calls_started == 3)
+                transport.gates[0].set()  # A finishes; B drives the merged [B, C] call
+                await transport.arrived[1].wait()
+                b_group.cancel_scope.cancel()  # B is cancelled while [B, C] is in flight
+        stats = cognito.statistics()
+    assert outcome == {"a": "ok", "c": "ok"}
+    merged, resent = transport.sent[1].params, transport.sent[2].params
+    assert {a["Name"] for a in merged["UserAttributes"]} == {"nickname", "custom:b", "custom:c"}
+    assert resent["UserAttributes"] == [
+        {"Name": "nickname", "Value": "C"},
+        {"Name": "custom:c", "Value": "x"},
+    ]
+    assert stats.active_lanes == 0
