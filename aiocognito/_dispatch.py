@@ -74,9 +74,10 @@ class Job:
     deadline: float | None = None
     lane_key: Hashable | None = None
     merge_key: Hashable | None = None
-    done: anyio.Event = field(factory=anyio.Event)
-    wake: anyio.Event = field(factory=anyio.Event)
+    finished: bool = False
     driver: bool = False
+    # Created only when the caller has to wait: most calls find their lane idle.
+    wake: anyio.Event | None = None
     result: dict[str, Any] | None = None
     error: BaseException | None = None
     attempts: int = 0
@@ -107,7 +108,9 @@ class Dispatcher:
         self._limiters = limiters
         self._clock = clock
         self.closed = False
-        self._slots = anyio.CapacityLimiter(limits.max_concurrency)
+        # FIFO-fair; fast_acquire skips the event-loop round trip when a slot is free.
+        self._max_concurrency = limits.max_concurrency
+        self._slots = anyio.Semaphore(limits.max_concurrency, fast_acquire=True)
         self._lanes: dict[Hashable, _Lane] = {}
         self.calls_saved = 0
         self.requests_sent = 0
@@ -120,7 +123,7 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        return int(self._slots.borrowed_tokens)
+        return self._max_concurrency - self._slots.value
 
     @property
     def waiting_for_slot(self) -> int:
@@ -192,26 +195,33 @@ class Dispatcher:
             lane = self._lanes[job.lane_key] = _Lane()
         lane.pending.append(job)
         if not lane.busy:
-            lane.busy = True
-            job.driver = True
+            # The lane is idle: drive it now. The retry loop bounds this by the deadline, so
+            # the common case needs no scope of its own.
+            lane.busy = job.driver = True
+            try:
+                await self._drive(lane, job)
+            finally:
+                job.driver = False
+                self._hand_over(job.lane_key, lane)
+            return
         scope = anyio.CancelScope(
             deadline=math.inf if job.deadline is None else _to_loop_time(job.deadline, self._clock)
         )
         try:
             with scope:
-                while not job.done.is_set():
+                while not job.finished:
                     if job.driver:
                         await self._drive(lane, job)
                     else:
-                        await job.wake.wait()
                         job.wake = anyio.Event()
+                        await job.wake.wait()
         finally:
-            if not job.done.is_set() and job in lane.pending:
+            if not job.finished and job in lane.pending:
                 lane.pending.remove(job)  # withdrawn: it was never sent
             if job.driver:
                 job.driver = False
                 self._hand_over(job.lane_key, lane)
-        if scope.cancelled_caught and not job.done.is_set():
+        if scope.cancelled_caught and not job.finished:
             job.error = DeadlineExceededError(
                 f"{job.operation}: the call's deadline passed while waiting behind earlier "
                 "changes to the same user"
@@ -230,7 +240,7 @@ class Dispatcher:
             # This caller was cancelled mid-call: the others' changes go back to the front,
             # for the next driver (setting attributes again is harmless).
             for other in reversed(batch):
-                if other is not job and not other.done.is_set():
+                if other is not job and not other.finished:
                     lane.pending.appendleft(other)
             raise
 
@@ -238,7 +248,8 @@ class Dispatcher:
         if lane.pending:
             successor = lane.pending[0]
             successor.driver = True
-            successor.wake.set()
+            if successor.wake is not None:
+                successor.wake.set()
         else:
             lane.busy = False
             if self._lanes.get(key) is lane:
@@ -308,8 +319,9 @@ class Dispatcher:
 
 
 def _finish(job: Job) -> None:
-    job.done.set()
-    job.wake.set()  # its owner may be waiting for its turn to drive
+    job.finished = True
+    if job.wake is not None:
+        job.wake.set()  # its owner is waiting
 
 
 def _client_side(exc: BaseException) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import socket
@@ -29,7 +30,15 @@ from botocore import UNSIGNED
 import aiocognito
 
 CONCURRENCY = 64
-TOKEN = "eyJhbGciOi.eyJzdWIiOiJ1LTEifQ.c2ln"
+
+
+def _token(i: int) -> str:
+    """A JWT-shaped token whose subject differs per call, so no two calls merge."""
+    payload = base64.urlsafe_b64encode(json.dumps({"sub": f"u-{i}"}).encode()).rstrip(b"=")
+    return f"eyJhbGciOiJSUzI1NiJ9.{payload.decode()}.c2ln"
+
+
+TOKENS = [_token(i) for i in range(20_000)]
 POOL = "eu-west-1_Bench1"
 ATTRS = {"custom:tier": "gold", "nickname": "n"}
 WIRE_ATTRS = [{"Name": k, "Value": v} for k, v in ATTRS.items()]
@@ -45,7 +54,7 @@ async def _drive(call: Callable[[int], Awaitable[Any]], calls: int) -> tuple[flo
         async with sem:
             await call(i)
 
-    await asyncio.gather(*(one(i) for i in range(200)))  # warm-up: connections, caches
+    await asyncio.gather(*(one(-i) for i in range(1, 201)))  # warm-up: connections, caches
     cpu0, wall0 = time.process_time(), time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(calls)))
     return time.process_time() - cpu0, time.perf_counter() - wall0
@@ -75,7 +84,7 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
 
                 async def call(i: int) -> Any:
                     return await client.update_user_attributes(
-                        AccessToken=TOKEN, UserAttributes=WIRE_ATTRS
+                        AccessToken=TOKENS[i % len(TOKENS)], UserAttributes=WIRE_ATTRS
                     )
 
             cpu, wall = await _drive(call, calls)
@@ -84,7 +93,10 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
             region_name="eu-west-1",
             user_pool_id=POOL,
             endpoint_url=url,
-            limits=aiocognito.Limits(max_concurrency=CONCURRENCY),
+            # Quota off: this measures the client's own cost per call, not pacing.
+            limits=aiocognito.Limits(
+                max_concurrency=CONCURRENCY, user_update_rps=None, adaptive=False
+            ),
             **KEYS,  # type: ignore[arg-type]
         ) as cognito:
             if contender.endswith("-signed"):
@@ -94,7 +106,7 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
             else:
 
                 async def call(i: int) -> Any:
-                    return await cognito.update_user_attributes(TOKEN, ATTRS)
+                    return await cognito.update_user_attributes(TOKENS[i % len(TOKENS)], ATTRS)
 
             cpu, wall = await _drive(call, calls)
     return {"cpu_us_per_call": cpu / calls * 1e6, "calls_per_s": calls / wall}

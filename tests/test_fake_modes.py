@@ -78,6 +78,11 @@ def test_standalone_server_serves_boto3(standalone: tuple[str, str]) -> None:
         state = json.loads(response.read())
     assert state["attributes"]["custom:tier"] == "gold"
     assert state["log"][0]["changes"] == {"custom:tier": "gold"}
+    with urllib.request.urlopen(f"{url}/_fake/pools/{pool_id}/attribute/custom:tier") as response:
+        across = json.loads(response.read())
+    assert across["values"]["user3"] == "gold"
+    assert across["values"]["user0"] is None
+    assert across["history"] == {"user3": ["gold"]}
     with urllib.request.urlopen(f"{url}/_fake/stats") as response:
         stats = json.loads(response.read())
     assert ["AdminGetUser", "InternalErrorException", 1] in stats["requests"]

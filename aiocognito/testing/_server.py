@@ -279,6 +279,7 @@ class FakeCognito:
         app.router.add_get("/_fake/stats", self._control_stats)
         app.router.add_get("/_fake/users/{pool_id}/{username}", self._control_user)
         app.router.add_post("/_fake/seed", self._control_seed)
+        app.router.add_get("/_fake/pools/{pool_id}/attribute/{name}", self._control_attribute)
         runner = web.AppRunner(
             app,
             access_log=None,
@@ -436,6 +437,20 @@ class FakeCognito:
         except ServiceError as exc:
             return web.json_response({"error": exc.code, "message": exc.message}, status=404)
         return web.json_response({"attributes": attributes, "pending": pending, "log": log})
+
+    async def _control_attribute(self, request: web.Request) -> web.Response:
+        """One attribute across a pool: each user's value now, and every value applied, in order."""
+        pool_id, name = request.match_info["pool_id"], request.match_info["name"]
+        pool = self.backend.pools.get(pool_id)
+        if pool is None:
+            return web.json_response({"error": "ResourceNotFoundException"}, status=404)
+        values = {u.username: u.attributes.get(name) for u in pool.users.values()}
+        history = {
+            u.username: [entry.changes[name] for entry in u.log if name in entry.changes]
+            for u in pool.users.values()
+            if u.log
+        }
+        return web.json_response({"values": values, "history": history})
 
     async def _control_seed(self, request: web.Request) -> web.Response:
         spec = await request.json()
