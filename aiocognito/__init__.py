@@ -8,6 +8,7 @@ Open one :class:`CognitoClient` and share it::
 Everything public is importable from this module; the underscored modules are private.
 """
 
+from ._bulk import BadRow, BulkStatistics, BulkUpdate
 from ._client import ClientState, ClientStatistics, CognitoClient
 from ._config import Limits, RetryPolicy
 from ._errors import (
@@ -27,6 +28,7 @@ from ._errors import (
     InvalidParameterError,
     InvalidSmsRoleAccessPolicyError,
     InvalidSmsRoleTrustRelationshipError,
+    JournalMismatchError,
     LimitExceededError,
     NotAuthorizedError,
     OperationNotEnabledError,
@@ -40,13 +42,21 @@ from ._errors import (
     UserNotConfirmedError,
     UserNotFoundError,
 )
-from ._models import CodeDelivery, UpdateResult, User
+from ._io import CSV_DELETE, read_updates
+from ._limits import CategoryStatistics
+from ._models import AttributeUpdate, CodeDelivery, UpdateOutcome, UpdateResult, User
 from ._version import __version__
 
 __all__ = [
+    "CSV_DELETE",
     "AiocognitoError",
     "AliasExistsError",
+    "AttributeUpdate",
     "AttributeValidationError",
+    "BadRow",
+    "BulkStatistics",
+    "BulkUpdate",
+    "CategoryStatistics",
     "ClientState",
     "ClientStatistics",
     "CodeDelivery",
@@ -64,6 +74,7 @@ __all__ = [
     "InvalidParameterError",
     "InvalidSmsRoleAccessPolicyError",
     "InvalidSmsRoleTrustRelationshipError",
+    "JournalMismatchError",
     "LimitExceededError",
     "Limits",
     "NotAuthorizedError",
@@ -75,10 +86,12 @@ __all__ = [
     "TooManyRequestsError",
     "TransportError",
     "UnexpectedLambdaError",
+    "UpdateOutcome",
     "UpdateResult",
     "User",
     "UserLambdaValidationError",
     "UserNotConfirmedError",
     "UserNotFoundError",
     "__version__",
+    "read_updates",
 ]

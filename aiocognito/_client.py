@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
 from attrs import frozen
 
+from ._bulk import BadRow, BulkUpdate
 from ._config import Limits, RetryPolicy
 from ._dispatch import Dispatcher
 from ._limits import CategoryStatistics, Priority, RateLimiter, shared_limiter
-from ._models import CodeDelivery, UpdateResult, User
+from ._models import AttributeUpdate, CodeDelivery, UpdateResult, User
 from ._transport import AiobotocoreTransport, Transport
 from ._validate import (
     check_access_token,
@@ -457,6 +458,60 @@ class CognitoClient:
         checked_code = check_code(code)
         params = {"AccessToken": token, "AttributeName": name, "Code": checked_code}
         await self._call("VerifyUserAttribute", params, (token, checked_code), timeout)
+
+    # ----------------------------------------------------------------------------------------
+    # Bulk
+
+    def bulk_update(
+        self,
+        updates: Iterable[AttributeUpdate | BadRow] | AsyncIterable[AttributeUpdate | BadRow],
+        *,
+        journal: str | None = None,
+        input_id: str | None = None,
+        max_share: float | None = None,
+        read_ahead: int | None = None,
+        timeout: float | None = None,
+    ) -> BulkUpdate:
+        """Stream many updates through the engine; use as an async context manager.
+
+        ::
+
+            async with cognito.bulk_update(rows, journal="migration.journal") as outcomes:
+                async for outcome in outcomes:  # one UpdateOutcome per row, completion order
+                    ...
+
+        Rows are read lazily, at most ``read_ahead`` ahead of the work. Rows for one user apply
+        in input order, merged where they queue. Per-call requests on the same client go first.
+
+        Args:
+            updates: A sync or async iterable of :class:`AttributeUpdate` (or :class:`BadRow`,
+                as :func:`read_updates` yields for unreadable lines).
+            journal: A SQLite file recording finished rows. Re-running with it skips the rows
+                finished before, whether they succeeded or failed permanently.
+            input_id: Identifies the input (e.g. a file digest) so a journal is never resumed
+                against another input. Rows are fingerprinted in the journal as well.
+            max_share: The largest share of the quota this job may use, e.g. ``0.8`` to leave
+                room for web traffic on the same client.
+            read_ahead: Rows read but not finished, at most; default twice ``max_concurrency``.
+            timeout: Seconds per row, retries included; the retry policy's deadline otherwise.
+
+        Raises:
+            CognitoError: A fatal error (missing pool, denied credentials) ends the run: raised
+                plainly from the ``async for``, after the outcomes already finished.
+            JournalMismatchError: The journal belongs to a different input.
+        """
+        self._check_open()
+        assert self._dispatcher is not None
+        return BulkUpdate(
+            self._dispatcher,
+            updates,
+            default_pool=self._user_pool_id,
+            journal=journal,
+            input_id=input_id,
+            read_ahead=read_ahead or 2 * self.limits.max_concurrency,
+            max_share=max_share,
+            timeout=timeout,
+        )
 
     # ----------------------------------------------------------------------------------------
     # Internals

@@ -83,6 +83,9 @@ class Job:
     attempts: int = 0
     merged_with: int = 1
     sent: bool = False
+    # The call that carried this job, and the caller's own label for it (bulk rows).
+    batch: list[Job] | None = None
+    tag: Any = None
 
 
 @define(eq=False)
@@ -260,6 +263,8 @@ class Dispatcher:
 
     async def _execute(self, batch: list[Job]) -> None:
         first = batch[0]
+        for job in batch:
+            job.batch = batch
         params, secrets = first.params, first.secrets
         if len(batch) > 1:
             merged: dict[str, str] = {}

@@ -29,6 +29,7 @@ Every error raised on purpose derives from :class:`AiocognitoError`::
     ├── TransportError                    no answer: connection refused or reset, timeouts
     │   └── DeadlineExceededError         the call's overall deadline passed
     ├── CredentialsError                  an admin operation found no AWS credentials
+    ├── JournalMismatchError              a bulk journal belongs to a different input
     └── AttributeValidationError          (also a ValueError) bad input; nothing was sent
 
 A service error whose code is not in the table above is still a :class:`CognitoError`, with its
@@ -57,6 +58,7 @@ __all__ = [
     "InvalidParameterError",
     "InvalidSmsRoleAccessPolicyError",
     "InvalidSmsRoleTrustRelationshipError",
+    "JournalMismatchError",
     "LimitExceededError",
     "NotAuthorizedError",
     "OperationNotEnabledError",
@@ -290,6 +292,10 @@ class DeadlineExceededError(TransportError):
 
 class CredentialsError(AiocognitoError):
     """An admin (SigV4-signed) operation was called, but no AWS credentials were found."""
+
+
+class JournalMismatchError(AiocognitoError):
+    """A bulk journal was written for a different input; resuming against this one is refused."""
 
 
 class AttributeValidationError(AiocognitoError, ValueError):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
+from ._bulkcli import UpdateSettings, run_update, validate_file
 from .testing import CustomAttribute, FakeCognito, Fault, Latency
 
 __all__ = ["main"]
@@ -67,6 +69,50 @@ def _parser() -> argparse.ArgumentParser:
         prog="aiocognito", description="Amazon Cognito user attributes, at the quota."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    update = commands.add_parser(
+        "update",
+        help="bulk-update users from a JSONL or CSV file",
+        description="Update many users' attributes from a file, at the quota, with a journal "
+        "so an interrupted run resumes where it stopped. Exit codes: 0 all rows ok, 1 some rows "
+        "failed, 2 usage, configuration or fatal error, 130 interrupted.",
+    )
+    update.add_argument(
+        "--input", required=True, metavar="FILE", help="JSONL, or CSV (by the .csv extension)"
+    )
+    update.add_argument("--user-pool-id", metavar="P", help="the pool of rows without one")
+    update.add_argument("--region", metavar="R")
+    update.add_argument("--endpoint-url", metavar="URL")
+    update.add_argument("--profile", metavar="NAME")
+    update.add_argument(
+        "--rps",
+        type=_rate,
+        default=25.0,
+        metavar="R",
+        help="the UserUpdate quota in requests/s, or 'none' to discover it (default 25)",
+    )
+    update.add_argument("--concurrency", type=int, default=64, metavar="N")
+    update.add_argument("--journal", metavar="FILE", help="default: INPUT's name + .journal")
+    update.add_argument(
+        "--results",
+        metavar="FILE",
+        help="one JSON line per row; default: INPUT's name + .results.jsonl",
+    )
+    update.add_argument(
+        "--failures",
+        metavar="FILE",
+        help="failed rows, as valid input; default: INPUT's name + .failures.jsonl",
+    )
+    update.add_argument("--dry-run", action="store_true", help="check the file offline")
+    update.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
+
+    demo = commands.add_parser(
+        "demo", help="a bulk run against the built-in fake Cognito (no AWS account)"
+    )
+    demo.add_argument("--users", type=int, default=2000)
+    demo.add_argument("--rps", type=float, default=200.0)
+    demo.add_argument("--dir", metavar="DIR", help="where to write files (default: a temp dir)")
+    demo.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
 
     fake = commands.add_parser(
         "fake-server",
@@ -167,6 +213,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "fake-server":
         asyncio.run(_serve(args))
         return 0
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        return asyncio.run(
+            run_demo(
+                sys.stdout,
+                users=args.users,
+                rps=args.rps,
+                directory=args.dir,
+                progress=args.progress,
+            )
+        )
+    if args.command == "update":
+        if args.concurrency < 1:
+            print("error: --concurrency must be at least 1", file=sys.stderr)
+            return 2
+        if not os.path.isfile(args.input):
+            print(f"error: no such file: {args.input}", file=sys.stderr)
+            return 2
+        settings = UpdateSettings(
+            input=args.input,
+            user_pool_id=args.user_pool_id,
+            region=args.region,
+            endpoint_url=args.endpoint_url,
+            profile=args.profile,
+            rps=args.rps,
+            concurrency=args.concurrency,
+            journal=args.journal,
+            results=args.results,
+            failures=args.failures,
+            progress=args.progress,
+            command=["aiocognito", *(sys.argv[1:] if argv is None else argv)],
+        )
+        if args.dry_run:
+            return validate_file(settings, sys.stdout)
+        return asyncio.run(run_update(settings, sys.stdout))
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 

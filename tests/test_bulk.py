@@ -1,0 +1,274 @@
+"""bulk_update: streaming, one outcome per row, merging, early exit, fatal errors, journal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+import aiocognito
+from aiocognito.testing import CustomAttribute, FakeCognito, PoolInfo
+from tests.conftest import CREDENTIALS
+
+FAST = aiocognito.Limits(user_update_rps=None, adaptive=False)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[tuple[FakeCognito, PoolInfo]]:
+    async with FakeCognito(user_update_rps=None, per_user_write_rps=None, seed=2) as server:
+        pool = server.create_pool(
+            custom_attributes=[CustomAttribute(name="tier"), CustomAttribute(name="seq")]
+        )
+        server.seed_users(pool.id, 50)
+        yield server, pool
+
+
+def client(fake: FakeCognito, pool: PoolInfo, **kwargs: Any) -> aiocognito.CognitoClient:
+    kwargs.setdefault("limits", FAST)
+    return aiocognito.CognitoClient(
+        region_name="us-east-1",
+        user_pool_id=pool.id,
+        endpoint_url=fake.endpoint_url,
+        **CREDENTIALS,
+        **kwargs,
+    )
+
+
+async def drain(bulk: aiocognito.BulkUpdate) -> list[aiocognito.UpdateOutcome]:
+    """Run a bulk job to its end; return its outcomes."""
+    async with bulk as outcomes:
+        return [o async for o in outcomes]
+
+
+def rows(n: int, users: int = 50) -> list[aiocognito.AttributeUpdate]:
+    return [
+        aiocognito.AttributeUpdate(username=f"user{i % users}", attributes={"custom:seq": str(i)})
+        for i in range(n)
+    ]
+
+
+async def test_every_row_gets_one_outcome_and_order_holds(
+    fake: tuple[FakeCognito, PoolInfo],
+) -> None:
+    server, pool = fake
+    updates = rows(400)  # 8 rows per user, merged where they queue
+    async with client(server, pool) as cognito:
+        async with cognito.bulk_update(updates) as outcomes:
+            seen = [o async for o in outcomes]
+            stats = outcomes.statistics()
+        saved = cognito.statistics().calls_saved
+    assert sorted(o.index for o in seen) == list(range(400))
+    assert all(o.ok for o in seen)
+    assert all(o.update is updates[o.index] for o in seen)
+    assert (stats.ok, stats.failed, stats.rows_read, stats.in_flight) == (400, 0, 400, 0)
+    assert stats.merged == sum(o.merged for o in seen)
+    for user in range(50):
+        assert server.user_attributes(pool.id, f"user{user}")["custom:seq"] == str(350 + user)
+        applied = [
+            int(u.changes["custom:seq"] or 0) for u in server.update_log(pool.id, f"user{user}")
+        ]
+        assert applied == sorted(applied)
+    assert sum(len(server.update_log(pool.id, f"user{u}")) for u in range(50)) == 400 - saved
+
+
+async def test_async_source_and_token_rows(fake: tuple[FakeCognito, PoolInfo]) -> None:
+    server, pool = fake
+    tokens = [server.issue_token(pool.id, f"user{i}") for i in range(5)]
+
+    async def source() -> AsyncIterator[aiocognito.AttributeUpdate]:
+        for i, token in enumerate(tokens):
+            yield aiocognito.AttributeUpdate(
+                access_token=token, attributes={"custom:tier": f"t{i}"}
+            )
+
+    async with client(server, pool) as cognito, cognito.bulk_update(source()) as outcomes:
+        seen = [o async for o in outcomes]
+    assert [o.ok for o in seen] == [True] * 5
+    assert {server.user_attributes(pool.id, f"user{i}")["custom:tier"] for i in range(5)} == {
+        f"t{i}" for i in range(5)
+    }
+    assert "token" not in repr(seen[0].update).lower().replace("access_token", "")
+
+
+async def test_source_is_read_lazily(fake: tuple[FakeCognito, PoolInfo]) -> None:
+    server, pool = fake
+    pulled = 0
+
+    def source() -> Iterator[aiocognito.AttributeUpdate]:
+        nonlocal pulled
+        for update in rows(300):
+            pulled += 1
+            yield update
+
+    limits = aiocognito.Limits(max_concurrency=4, user_update_rps=None, adaptive=False)
+    consumed = 0
+    async with (
+        client(server, pool, limits=limits) as cognito,
+        cognito.bulk_update(source(), read_ahead=8) as outcomes,
+    ):
+        async for _outcome in outcomes:
+            consumed += 1
+            # At most the read-ahead, plus outcomes buffered and not yet consumed.
+            assert pulled - consumed <= 8 + 8
+    assert consumed == pulled == 300
+
+
+async def test_failures_are_outcomes_and_bad_rows_too(fake: tuple[FakeCognito, PoolInfo]) -> None:
+    server, pool = fake
+    bad = aiocognito.BadRow(
+        line=3, error=aiocognito.AttributeValidationError("line 3: invalid JSON"), raw="{"
+    )
+    updates: list[aiocognito.AttributeUpdate | aiocognito.BadRow] = [
+        aiocognito.AttributeUpdate(username="user1", attributes={"custom:tier": "gold"}),
+        aiocognito.AttributeUpdate(username="nobody", attributes={"custom:tier": "gold"}),
+        bad,
+        aiocognito.AttributeUpdate(username="user2", attributes={"custom:nope": "x"}),
+    ]
+    async with client(server, pool) as cognito, cognito.bulk_update(updates) as outcomes:
+        seen = {o.index: o async for o in outcomes}
+        stats = outcomes.statistics()
+    assert seen[0].ok
+    assert seen[1].code == "UserNotFoundException"
+    assert seen[2].bad_row is bad
+    assert seen[2].code == "AttributeValidationError"
+    assert seen[3].code == "InvalidParameterException"
+    assert stats.failed_by_code == {
+        "UserNotFoundException": 1,
+        "AttributeValidationError": 1,
+        "InvalidParameterException": 1,
+    }
+
+
+async def test_a_wrong_pool_ends_the_run_with_one_plain_error(
+    fake: tuple[FakeCognito, PoolInfo],
+) -> None:
+    server, pool = fake
+    updates = [
+        aiocognito.AttributeUpdate(
+            username=f"user{i}", user_pool_id="us-east-1_Missing1", attributes={"custom:tier": "x"}
+        )
+        for i in range(5000)
+    ]
+    async with client(server, pool) as cognito:
+        with pytest.raises(aiocognito.ResourceNotFoundError):
+            await drain(cognito.bulk_update(updates))
+        sent = cognito.statistics().requests_sent
+    assert sent <= 2 * 64 * 2  # stopped after the first answers, not 5,000 requests
+
+
+async def test_leaving_early_cancels_and_leaves_the_journal_consistent(
+    fake: tuple[FakeCognito, PoolInfo], tmp_path: Path
+) -> None:
+    server, pool = fake
+    journal = str(tmp_path / "j.sqlite")
+    limits = aiocognito.Limits(max_concurrency=2, user_update_rps=None, adaptive=False)
+    got = 0
+    async with (
+        client(server, pool, limits=limits) as cognito,
+        cognito.bulk_update(rows(500), journal=journal) as outcomes,
+    ):
+        async for _ in outcomes:
+            got += 1
+            if got == 40:
+                break
+    ours = [t for t in asyncio.all_tasks() if "BulkUpdate" in t.get_coro().__qualname__]  # type: ignore[union-attr]
+    assert ours == []
+    import sqlite3
+
+    db = sqlite3.connect(journal)
+    recorded = db.execute("SELECT COUNT(*) FROM rows WHERE status = 'ok'").fetchone()[0]
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    assert recorded >= 40
+    applied = sum(len(server.update_log(pool.id, f"user{u}")) for u in range(50))
+    assert recorded <= 500
+    assert applied >= 1
+
+
+async def test_resume_skips_finished_rows(
+    fake: tuple[FakeCognito, PoolInfo], tmp_path: Path
+) -> None:
+    server, pool = fake
+    journal = str(tmp_path / "j.sqlite")
+    updates = rows(200)
+    async with client(server, pool) as cognito:
+        first: set[int] = set()
+        async with cognito.bulk_update(updates, journal=journal, input_id="v1") as outcomes:
+            async for outcome in outcomes:
+                first.add(outcome.index)
+                if len(first) == 60:
+                    break
+        async with cognito.bulk_update(updates, journal=journal, input_id="v1") as outcomes:
+            second = [o async for o in outcomes]
+            stats = outcomes.statistics()
+    assert len(second) == 200
+    skipped = {o.index for o in second if o.skipped}
+    assert first <= skipped  # every outcome delivered was journaled first
+    assert stats.skipped == len(skipped)
+    assert stats.ok + stats.skipped == 200
+    for user in range(50):
+        assert server.user_attributes(pool.id, f"user{user}")["custom:seq"] == str(150 + user)
+
+
+async def test_resume_against_another_input_is_refused(
+    fake: tuple[FakeCognito, PoolInfo], tmp_path: Path
+) -> None:
+    server, pool = fake
+    journal = str(tmp_path / "j.sqlite")
+    async with client(server, pool) as cognito:
+        async with cognito.bulk_update(rows(10), journal=journal) as outcomes:
+            assert len([o async for o in outcomes]) == 10
+        changed = rows(10)
+        changed[3] = aiocognito.AttributeUpdate(
+            username="user3", attributes={"custom:seq": "different"}
+        )
+        with pytest.raises(aiocognito.JournalMismatchError, match="row 3 differs"):
+            await drain(cognito.bulk_update(changed, journal=journal))
+        async with cognito.bulk_update(rows(10), journal=journal, input_id="a") as outcomes:
+            assert len([o async for o in outcomes]) == 10
+        with pytest.raises(aiocognito.JournalMismatchError, match="different input"):
+            async with cognito.bulk_update(rows(10), journal=journal, input_id="b"):
+                pass
+
+
+async def test_bulk_yields_to_interactive_calls(fake: tuple[FakeCognito, PoolInfo]) -> None:
+    server, pool = fake
+    limits = aiocognito.Limits(user_update_rps=100, adaptive=False, quota_group="prio")
+    async with client(server, pool, limits=limits) as cognito:
+        async with cognito.bulk_update(rows(300), max_share=0.8) as outcomes:
+            waited: list[float] = []
+            count = 0
+            async for _ in outcomes:
+                count += 1
+                if count in (50, 100, 150):
+                    started = anyio.current_time()
+                    await cognito.admin_update_user_attributes("user0", {"custom:tier": "web"})
+                    waited.append(anyio.current_time() - started)
+        stats = cognito.statistics().categories["UserUpdate"]
+    # Behind ~200 queued bulk rows at 100/s a FIFO wait would be ~2 s; interactive goes first.
+    assert max(waited) < 0.5
+    assert stats.sent == 300 - cognito.statistics().calls_saved + 3
+
+
+def test_attribute_update_checks_and_hides() -> None:
+    with pytest.raises(
+        aiocognito.AttributeValidationError, match="exactly one of username or access_token"
+    ):
+        aiocognito.AttributeUpdate(attributes={"nickname": "x"})
+    with pytest.raises(aiocognito.AttributeValidationError, match="did you mean 'custom:tier'"):
+        aiocognito.AttributeUpdate(username="u", attributes={"tier": "x"})
+    update = aiocognito.AttributeUpdate(
+        username="u", attributes={"nickname": "secret-nick"}, client_metadata={"k": "secret-meta"}
+    )
+    assert "secret" not in repr(update)
+    assert update.to_row() == {
+        "username": "u",
+        "attributes": {"nickname": "secret-nick"},
+        "client_metadata": {"k": "secret-meta"},
+    }
+    assert aiocognito.AttributeUpdate.from_row(json.loads(json.dumps(update.to_row()))) == update

@@ -1,0 +1,91 @@
+"""The examples run against the fake server, as a user would run them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from aiocognito.testing import CustomAttribute, FakeCognito
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_bulk_migration_example(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    example = load("bulk_migration")
+    async with FakeCognito(user_update_rps=500, seed=3) as fake:
+        pool = fake.create_pool(custom_attributes=[CustomAttribute(name="tier")])
+        fake.seed_users(pool.id, 20)
+        path = tmp_path / "migration.jsonl"
+        rows = [{"username": f"user{i}", "attributes": {"custom:tier": f"t{i}"}} for i in range(20)]
+        rows.append({"username": "user1", "attributes": {"tier": "unprefixed"}})
+        path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        import os
+
+        os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"] = "k", "s"
+        try:
+            failed = await example.migrate(
+                str(path), pool.id, endpoint_url=fake.endpoint_url, rps=500
+            )
+            again = await example.migrate(
+                str(path), pool.id, endpoint_url=fake.endpoint_url, rps=500
+            )
+        finally:
+            del os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
+        assert failed == 1
+        assert again == 1  # the journal skips what finished; the bad row is still bad
+        assert fake.user_attributes(pool.id, "user7")["custom:tier"] == "t7"
+        assert len(fake.update_log(pool.id, "user7")) == 1  # not applied twice
+        assert (tmp_path / "migration.jsonl.journal").exists()
+
+
+async def test_web_backend_example() -> None:
+    example = load("web_backend")
+    async with FakeCognito(user_update_rps=None) as fake:
+        pool = fake.create_pool(alias_attributes=("email",))
+        fake.create_user(pool.id, "alice", {"email": "alice@example.com"})
+        fake.create_user(pool.id, "bob", {"email": "bob@example.com"})
+        token = fake.issue_token(pool.id, "alice")
+        expired = fake.issue_token(pool.id, "alice", expires_in=-1)
+        app = example.make_app(region="us-east-1", endpoint_url=fake.endpoint_url)
+        async with TestClient(TestServer(app)) as http:
+            auth = {"Authorization": f"Bearer {token}"}
+            ok = await http.patch(
+                "/me", json={"nickname": "ally", "email": "new@example.com"}, headers=auth
+            )
+            assert ok.status == 200
+            assert await ok.json() == {
+                "updated": ["email", "nickname"],
+                "verification_sent_to": ["n***@e***"],
+            }
+            me = await http.get("/me", headers=auth)
+            assert (await me.json())["attributes"]["nickname"] == "ally"
+            bad = await http.patch("/me", json={"tier": "gold"}, headers=auth)
+            assert bad.status == 422
+            assert "did you mean 'custom:tier'" in await bad.text()
+            taken = await http.patch("/me", json={"email": "bob@example.com"}, headers=auth)
+            assert taken.status == 409
+            old = await http.patch(
+                "/me", json={"nickname": "x"}, headers={"Authorization": f"Bearer {expired}"}
+            )
+            assert old.status == 401
+            missing = await http.patch("/me", json={"nickname": "x"})
+            assert missing.status == 401
+            unknown = await http.patch("/me", json={"custom:nope": "x"}, headers=auth)
+            assert unknown.status == 400
+        assert fake.user_attributes(pool.id, "alice")["nickname"] == "ally"
