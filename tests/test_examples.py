@@ -89,3 +89,20 @@ async def test_web_backend_example() -> None:
             unknown = await http.patch("/me", json={"custom:nope": "x"}, headers=auth)
             assert unknown.status == 400
         assert fake.user_attributes(pool.id, "alice")["nickname"] == "ally"
+
+
+@pytest.mark.moto
+def test_quickstart_example_runs_against_embedded_moto() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "quickstart.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "alice set custom:tier and given_name" in result.stdout
+    assert "refused before sending" in result.stdout
+    assert "service error: UserNotFoundException (UserNotFoundError)" in result.stdout
