@@ -23,42 +23,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from typing import Any
 
-
-def _fake(users: int, rps: str, latency_ms: float) -> tuple[subprocess.Popen[str], str, str]:
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aiocognito",
-            "fake-server",
-            "--port",
-            "0",
-            "--user-update-rps",
-            rps,
-            "--per-user-write-rps",
-            "none",
-            "--latency-ms",
-            str(latency_ms),
-            "--seed-users",
-            str(users),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    url = server.stdout.readline().strip()
-    pool = server.stdout.readline().split()[1]
-    return server, url, pool
-
-
-def _stop(server: subprocess.Popen[str]) -> None:
-    server.terminate()
-    server.wait()
-    if server.stdout is not None:
-        server.stdout.close()
+from aiocognito.testing import FakeCognitoProcess
 
 
 def _write_rows(path: str, rows: int) -> None:
@@ -109,10 +76,12 @@ def _run_cli(path: str, url: str, pool: str, rps: str) -> dict[str, Any]:
     }
 
 
-def _admitted(url: str) -> int:
-    with urllib.request.urlopen(f"{url}/_fake/stats", timeout=30) as response:
-        stats = json.loads(response.read())
-    return int(stats["quotas"]["UserUpdate"]["admitted"])
+def _fresh(path: str) -> None:
+    """Remove what an earlier run left beside the input (journal, results, failures)."""
+    for leftover in ("journal", "results.jsonl", "failures.jsonl"):
+        target = path.rsplit(".", 1)[0] + "." + leftover
+        if os.path.exists(target):
+            os.remove(target)
 
 
 def memory(runs: int, sizes: list[int]) -> None:
@@ -122,16 +91,13 @@ def memory(runs: int, sizes: list[int]) -> None:
             path = os.path.join(tmp, f"rows{n}.jsonl")
             _write_rows(path, n)
             for run in range(runs):
-                for leftover in ("journal", "results.jsonl", "failures.jsonl"):
-                    target = path.rsplit(".", 1)[0] + "." + leftover
-                    if os.path.exists(target):
-                        os.remove(target)
-                server, url, pool = _fake(n, "none", 0)
-                try:
+                _fresh(path)
+                fake = FakeCognitoProcess(
+                    seed_users=n, user_update_rps=None, per_user_write_rps=None
+                )
+                with fake:
                     # A quota far above what one client process can send: the CLI runs flat out.
-                    result = _run_cli(path, url, pool, "100000")
-                finally:
-                    _stop(server)
+                    result = _run_cli(path, fake.endpoint_url, fake.pool_id, "100000")
                 results[n].append(result)
                 print(
                     f"memory {n:,} rows run {run + 1}: peak RSS {result['peak_rss_mib']:.0f} MiB, "
@@ -158,16 +124,13 @@ def throughput(runs: int, rows: int, quota: int = 250) -> None:
         path = os.path.join(tmp, "rows.jsonl")
         _write_rows(path, rows)
         for run in range(runs):
-            for leftover in ("journal", "results.jsonl", "failures.jsonl"):
-                target = path.rsplit(".", 1)[0] + "." + leftover
-                if os.path.exists(target):
-                    os.remove(target)
-            server, url, pool = _fake(rows, str(quota), 20)
-            try:
-                result = _run_cli(path, url, pool, str(quota))
-                admitted = _admitted(url)
-            finally:
-                _stop(server)
+            _fresh(path)
+            fake = FakeCognitoProcess(
+                seed_users=rows, user_update_rps=quota, per_user_write_rps=None, latency_ms=20
+            )
+            with fake:
+                result = _run_cli(path, fake.endpoint_url, fake.pool_id, str(quota))
+                admitted = int(fake.stats()["quotas"]["UserUpdate"]["admitted"])
             share = admitted / result["wall"] / quota
             shares.append(share)
             print(

@@ -27,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -36,6 +35,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 
 import aiocognito
+from aiocognito.testing import FakeCognitoProcess
 
 REGION = "us-east-1"
 KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
@@ -182,64 +182,26 @@ async def _contender(
 # The harness
 
 
-def _get(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=30) as response:
-        return json.loads(response.read())
-
-
 def run_once(scenario: Scenario, contender: str, n: int, run: int) -> dict[str, Any]:
     """Start a fake, run one contender against it, and judge the outcome from the fake."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "aiocognito",
-        "fake-server",
-        "--port",
-        "0",
-        "--user-update-rps",
-        str(scenario.quota),
-        "--latency-ms",
-        str(scenario.latency_ms),
-        "--seed-users",
-        str(n),
-        "--seed",
-        str(run),
-    ]
-    for fault in scenario.faults:
-        cmd += ["--fault", fault]
-    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    try:
-        assert server.stdout is not None
-        url = server.stdout.readline().strip()
-        pool = server.stdout.readline().split()[1]
+    fake = FakeCognitoProcess(
+        seed_users=n,
+        user_update_rps=scenario.quota,
+        latency_ms=scenario.latency_ms,
+        faults=scenario.faults,
+        seed=run,
+    )
+    with fake:
         tag = f"{scenario.name}-{contender}-{run}"
         out = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "benchmarks.engine",
-                "--worker",
-                contender,
-                scenario.name,
-                url,
-                pool,
-                str(n),
-                tag,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=TIME_LIMIT + 60,
+            [sys.executable, "-m", "benchmarks.engine", "--worker", contender, scenario.name,
+             fake.endpoint_url, fake.pool_id, str(n), tag],
+            capture_output=True, text=True, check=True, timeout=TIME_LIMIT + 60,
             env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
-        )
+        )  # fmt: skip
         result: dict[str, Any] = json.loads(out.stdout)
-        stats = _get(f"{url}/_fake/stats")
-        state = _get(f"{url}/_fake/pools/{pool}/attribute/custom:tier")
-    finally:
-        server.terminate()
-        server.wait()
-        if server.stdout is not None:
-            server.stdout.close()
+        stats = fake.stats()
+        state = fake.attribute("custom:tier")
     requests = sum(c for op, _o, c in stats["requests"] if op == "AdminUpdateUserAttributes")
     throttled = sum(
         c

@@ -22,13 +22,12 @@ import os
 import random
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 import aiohttp
 
-from aiocognito.testing import CustomAttribute, FakeCognito
+from aiocognito.testing import CustomAttribute, FakeCognito, FakeCognitoProcess
 
 TARGET = "AWSCognitoIdentityProviderService.AdminUpdateUserAttributes"
 SIGNED = "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/cognito-idp/aws4_request"
@@ -78,39 +77,14 @@ async def _load(url: str, pool_id: str, seconds: float) -> tuple[int, int]:
 def throughput(runs: int, seconds: float) -> None:
     results = []
     for run in range(runs):
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "aiocognito",
-                "fake-server",
-                "--port",
-                "0",
-                "--user-update-rps",
-                "none",
-                "--user-read-rps",
-                "none",
-                "--per-user-write-rps",
-                "none",
-                "--seed-users",
-                str(USERS),
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
+        fake = FakeCognitoProcess(
+            seed_users=USERS, user_update_rps=None, user_read_rps=None, per_user_write_rps=None
         )
-        try:
-            assert server.stdout is not None
-            url = server.stdout.readline().strip()
-            pool_id = server.stdout.readline().split()[1]
-            asyncio.run(_load(url, pool_id, 0.5))  # warm-up
-            cpu0, wall0 = _cpu_seconds(server.pid), time.perf_counter()
-            ok, failed = asyncio.run(_load(url, pool_id, seconds))
-            cpu, wall = _cpu_seconds(server.pid) - cpu0, time.perf_counter() - wall0
-        finally:
-            server.terminate()
-            server.wait()
-            if server.stdout is not None:
-                server.stdout.close()
+        with fake:
+            asyncio.run(_load(fake.endpoint_url, fake.pool_id, 0.5))  # warm-up
+            cpu0, wall0 = _cpu_seconds(fake.pid), time.perf_counter()
+            ok, failed = asyncio.run(_load(fake.endpoint_url, fake.pool_id, seconds))
+            cpu, wall = _cpu_seconds(fake.pid) - cpu0, time.perf_counter() - wall0
         result = {
             "requests_per_s": ok / wall,
             "per_server_cpu_s": ok / cpu,

@@ -46,6 +46,15 @@ def good_rows(n: int, users: int = 100) -> list[str]:
     ]
 
 
+def update_command(path: Path, fake: FakeCognito, pool: PoolInfo, rps: int) -> list[str]:
+    """``aiocognito update`` as a user would type it, against the fake."""
+    return [
+        sys.executable, "-m", "aiocognito", "update", "--input", str(path),
+        "--user-pool-id", pool.id, "--endpoint-url", fake.endpoint_url, "--region", "us-east-1",
+        "--rps", str(rps),
+    ]  # fmt: skip
+
+
 def cli_env() -> dict[str, str]:
     return {
         **os.environ,
@@ -218,24 +227,7 @@ def test_sigint_in_a_real_process(served: tuple[FakeCognito, PoolInfo], tmp_path
     fake.quotas.set_rate("UserUpdate", 100)
     path = write_jsonl(tmp_path / "in.jsonl", good_rows(800))
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aiocognito",
-            "update",
-            "--input",
-            str(path),
-            "--user-pool-id",
-            pool.id,
-            "--endpoint-url",
-            fake.endpoint_url,
-            "--region",
-            "us-east-1",
-            "--rps",
-            "100",
-            "--progress",
-            "plain",
-        ],
+        [*update_command(path, fake, pool, 100), "--progress", "plain"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -278,24 +270,7 @@ def test_sigkill_loses_no_finished_row(
     fake, pool = served
     fake.quotas.set_rate("UserUpdate", 150)
     path = write_jsonl(tmp_path / "in.jsonl", good_rows(1000))
-    command = [
-        sys.executable,
-        "-m",
-        "aiocognito",
-        "update",
-        "--input",
-        str(path),
-        "--user-pool-id",
-        pool.id,
-        "--endpoint-url",
-        fake.endpoint_url,
-        "--region",
-        "us-east-1",
-        "--rps",
-        "150",
-        "--progress",
-        "none",
-    ]
+    command = [*update_command(path, fake, pool, 150), "--progress", "none"]
     proc = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=cli_env()
     )

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 
@@ -14,43 +10,18 @@ import pytest
 
 import aiocognito
 from aiocognito.cli import _fault
-from aiocognito.testing import FakeCognito
+from aiocognito.testing import FakeCognito, FakeCognitoProcess
 from tests.conftest import CREDENTIALS, REGION
 
 
 @pytest.fixture
 def standalone() -> Iterator[tuple[str, str]]:
     """``aiocognito fake-server`` in its own process, with seeded users."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aiocognito",
-            "fake-server",
-            "--port",
-            "0",
-            "--seed-users",
-            "5",
-            "--user-update-rps",
-            "none",
-            "--fault",
-            "internal_error:count=1:op=AdminGetUser",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    fake = FakeCognitoProcess(
+        seed_users=5, user_update_rps=None, faults=["internal_error:count=1:op=AdminGetUser"]
     )
-    try:
-        assert proc.stdout is not None
-        url = proc.stdout.readline().strip()
-        seeded = proc.stdout.readline().split()
-        yield url, seeded[1]
-    finally:
-        proc.send_signal(signal.SIGINT)
-        code = proc.wait(timeout=20)
-        if proc.stdout is not None:
-            proc.stdout.close()
-    assert code == 0
+    with fake:
+        yield fake.endpoint_url, fake.pool_id
 
 
 def test_standalone_server_serves_boto3(standalone: tuple[str, str]) -> None:
@@ -185,3 +156,17 @@ def test_fault_specs_are_checked(spec: str, fragment: str) -> None:
         4,
     )
     assert fault.operations == frozenset({"GetUser", "AdminGetUser"})
+
+
+def test_fake_process_reads_its_state() -> None:
+    with FakeCognitoProcess(seed_users=2, user_update_rps=7) as fake:
+        assert fake.stats()["quotas"]["UserUpdate"]["rate"] == 7
+        assert fake.attribute("custom:tier") == {
+            "values": {"user0": None, "user1": None},
+            "history": {},
+        }
+        pid = fake.pid
+    import os
+
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # stopped and reaped on exit

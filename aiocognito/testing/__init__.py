@@ -17,6 +17,7 @@ quotas per category and a per-user write limit. It also injects faults on demand
 
 from ._backend import AppliedUpdate, CustomAttribute, PoolInfo, SentCode
 from ._faults import Fault, Faults, Latency
+from ._process import FakeCognitoProcess
 from ._quota import CATEGORY, QuotaStats
 from ._server import FakeCognito, FakeStats
 
@@ -25,6 +26,7 @@ __all__ = [
     "AppliedUpdate",
     "CustomAttribute",
     "FakeCognito",
+    "FakeCognitoProcess",
     "FakeStats",
     "Fault",
     "Faults",

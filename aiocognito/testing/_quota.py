@@ -7,18 +7,14 @@ from collections.abc import Callable, Mapping
 
 from attrs import frozen
 
+from .._limits import CATEGORY as ENGINE_CATEGORY
+
 __all__ = ["CATEGORY", "QuotaStats", "Quotas", "TokenBucket"]
 
-#: Operation -> quota category, after Cognito's quota documentation.
+#: Operation -> quota category: the attribute operations as the engine paces them, plus the
+#: setup calls the fake serves.
 CATEGORY: Mapping[str, str] = {
-    "UpdateUserAttributes": "UserUpdate",
-    "AdminUpdateUserAttributes": "UserUpdate",
-    "DeleteUserAttributes": "UserUpdate",
-    "AdminDeleteUserAttributes": "UserUpdate",
-    "GetUserAttributeVerificationCode": "UserUpdate",
-    "VerifyUserAttribute": "UserUpdate",
-    "GetUser": "UserRead",
-    "AdminGetUser": "UserRead",
+    **ENGINE_CATEGORY,
     "AdminCreateUser": "UserCreation",
     "AdminSetUserPassword": "UserUpdate",
     "AdminInitiateAuth": "UserAuthentication",
