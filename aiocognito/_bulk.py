@@ -14,6 +14,7 @@ in flight are not.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncIterable, Iterable
 from types import TracebackType
 from typing import Any, Self
@@ -331,7 +332,9 @@ class BulkUpdate:
             params,
             secrets,
             attributes=dict(update.values),
-            timeout=self._timeout,
+            # A row waits behind the rest of the read-ahead for quota, so its time budget does
+            # not start when it is read: no overall deadline unless one was asked for.
+            timeout=self._timeout if self._timeout is not None else math.inf,
             priority=Priority.BULK,
             share=self._share,
         )
@@ -398,7 +401,9 @@ class BulkUpdate:
             if member.error is None:
                 status, code, message = "ok", None, None
             else:
-                finished = classify(member.error) is RetryClass.PERMANENT
+                # Finished means failed for good; a row never sent (a quota deadline) or one
+                # whose retries ran out is tried again on the next run.
+                finished = classify(member.error) is RetryClass.PERMANENT and member.sent
                 status = "failed" if finished else "retry"
                 code = getattr(member.error, "code", None) or type(member.error).__name__
                 message = str(member.error)

@@ -493,7 +493,9 @@ class CognitoClient:
             max_share: The largest share of the quota this job may use, e.g. ``0.8`` to leave
                 room for web traffic on the same client.
             read_ahead: Rows read but not finished, at most; default twice ``max_concurrency``.
-            timeout: Seconds per row, retries included; the retry policy's deadline otherwise.
+            timeout: Seconds per row from when it is read, retries and quota waits included.
+                By default rows have no overall deadline (they wait behind the read-ahead for
+                quota); ``RetryPolicy.max_attempts`` still bounds their attempts.
 
         Raises:
             CognitoError: A fatal error (missing pool, denied credentials) ends the run: raised

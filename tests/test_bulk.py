@@ -272,3 +272,33 @@ def test_attribute_update_checks_and_hides() -> None:
         "client_metadata": {"k": "secret-meta"},
     }
     assert aiocognito.AttributeUpdate.from_row(json.loads(json.dumps(update.to_row()))) == update
+
+
+async def test_rows_deep_in_the_read_ahead_wait_for_quota_instead_of_failing(
+    fake: tuple[FakeCognito, PoolInfo],
+) -> None:
+    server, pool = fake
+    # 50 rows at 100/s with a 0.2 s policy deadline: per-call rules would fail most of them
+    # fast; bulk rows have no overall deadline, so all of them land.
+    limits = aiocognito.Limits(user_update_rps=100, adaptive=False, quota_group="deep")
+    retry = aiocognito.RetryPolicy(deadline=0.2)
+    async with client(server, pool, limits=limits, retry=retry) as cognito:
+        outcomes = await drain(cognito.bulk_update(rows(50), read_ahead=50))
+    assert len(outcomes) == 50
+    assert [o.code for o in outcomes if not o.ok] == []
+
+
+async def test_rows_refused_before_sending_are_retried_on_the_next_run(
+    fake: tuple[FakeCognito, PoolInfo], tmp_path: Path
+) -> None:
+    server, pool = fake
+    journal = str(tmp_path / "j.sqlite")
+    limits = aiocognito.Limits(user_update_rps=20, adaptive=False, quota_group="refused")
+    async with client(server, pool, limits=limits) as cognito:
+        first = await drain(cognito.bulk_update(rows(40, users=40), journal=journal, timeout=0.3))
+        refused = {o.index for o in first if o.code == "TooManyRequestsException"}
+        assert refused  # the quota could not fit every row within 0.3 s
+        second = await drain(cognito.bulk_update(rows(40, users=40), journal=journal))
+    redone = {o.index for o in second if not o.skipped}
+    assert refused <= redone
+    assert all(o.ok for o in second)
