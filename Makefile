@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 # Rebuilt whenever the dependency list changes.
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench-overhead clean
+.PHONY: demo test lint typecheck unit bench-overhead bench-fake bench-engine bench-bulk clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "aiocognito needs Python 3.11+")'
@@ -31,8 +31,19 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not moto"
 
+# Benchmarks: each prints Markdown tables; the recorded figures are in benchmarks/README.md.
 bench-overhead: $(STAMP)
-	$(BIN)/python -m benchmarks.overhead
+	$(BIN)/python -m benchmarks.overhead --runs 5
+
+bench-fake: $(STAMP)
+	$(BIN)/python -m benchmarks.fake_server --runs 3
+	$(BIN)/python -m benchmarks.fake_server --memory
+
+bench-engine: $(STAMP)
+	$(BIN)/python -m benchmarks.engine --runs 3
+
+bench-bulk: $(STAMP)
+	$(BIN)/python -m benchmarks.bulk --runs 3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info

@@ -241,6 +241,9 @@ class BulkUpdate:
                 if self._stopping or self._fatal is not None:
                     break
                 await slots.acquire()
+                if self._stopping or self._fatal is not None:  # stopped while we waited
+                    slots.release()
+                    break
                 self._rows_read += 1
                 rows.start_soon(self._row, index, item, send, slots, rows.cancel_scope)
                 index += 1

@@ -302,3 +302,29 @@ async def test_rows_refused_before_sending_are_retried_on_the_next_run(
     redone = {o.index for o in second if not o.skipped}
     assert refused <= redone
     assert all(o.ok for o in second)
+
+
+async def test_stop_reads_no_further_rows(fake: tuple[FakeCognito, PoolInfo]) -> None:
+    server, pool = fake
+    pulled = 0
+
+    def source() -> Iterator[aiocognito.AttributeUpdate]:
+        nonlocal pulled
+        for update in rows(500):
+            pulled += 1
+            yield update
+
+    limits = aiocognito.Limits(max_concurrency=2, user_update_rps=None, adaptive=False)
+    async with client(server, pool, limits=limits) as cognito:
+        bulk = cognito.bulk_update(source(), read_ahead=4)
+        async with bulk as outcomes:
+            seen = 0
+            async for _ in outcomes:
+                seen += 1
+                if seen == 10:
+                    bulk.stop()
+            stats = outcomes.statistics()
+    assert bulk.stopped
+    assert stats.rows_read == stats.rows_done == seen  # every row read was finished and reported
+    assert stats.rows_read <= 10 + 4  # at most the read-ahead beyond the stop
+    assert pulled <= stats.rows_read + 1  # the one row pulled while waiting is not started
