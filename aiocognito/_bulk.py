@@ -24,7 +24,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from attrs import frozen
 
-from ._dispatch import Dispatcher, Job
+from ._dispatch import Dispatcher, Job, token_subject
 from ._errors import (
     AiocognitoError,
     AttributeValidationError,
@@ -195,6 +195,9 @@ class BulkUpdate:
         """Stop reading new rows; rows already read finish and report as usual."""
         self._stopping = True
 
+    def _ending(self) -> bool:
+        return self._stopping or self._fatal is not None
+
     @property
     def stopped(self) -> bool:
         """Whether :meth:`stop` was called."""
@@ -238,10 +241,10 @@ class BulkUpdate:
         async with send, anyio.create_task_group() as rows:
             index = 0
             async for item in _aiter(self._source):
-                if self._stopping or self._fatal is not None:
+                if self._ending():
                     break
                 await slots.acquire()
-                if self._stopping or self._fatal is not None:  # stopped while we waited
+                if self._ending():  # stopped while we waited for room
                     slots.release()
                     break
                 self._rows_read += 1
@@ -311,7 +314,12 @@ class BulkUpdate:
             operation, params, secrets = self._request(update)
         except AttributeValidationError as exc:
             return UpdateOutcome(index=index, update=update, ok=False, error=exc, line=line)
-        digest = fingerprint(operation, params)
+        # Identify the row by its user and change, not by its token: tokens expire within
+        # hours, and a migration resumed with fresh ones is still the same input.
+        identity = {k: v for k, v in params.items() if k != "AccessToken"}
+        if "AccessToken" in params:
+            identity["subject"] = token_subject(params["AccessToken"])
+        digest = fingerprint(operation, identity)
         if journal is not None:
             record = journal.finished(index, digest)
             if record is not None:

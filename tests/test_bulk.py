@@ -328,3 +328,25 @@ async def test_stop_reads_no_further_rows(fake: tuple[FakeCognito, PoolInfo]) ->
     assert stats.rows_read == stats.rows_done == seen  # every row read was finished and reported
     assert stats.rows_read <= 10 + 4  # at most the read-ahead beyond the stop
     assert pulled <= stats.rows_read + 1  # the one row pulled while waiting is not started
+
+
+async def test_resume_with_refreshed_tokens_is_the_same_input(
+    fake: tuple[FakeCognito, PoolInfo], tmp_path: Path
+) -> None:
+    server, pool = fake
+    journal = str(tmp_path / "j.sqlite")
+
+    def token_rows() -> list[aiocognito.AttributeUpdate]:
+        return [
+            aiocognito.AttributeUpdate(
+                access_token=server.issue_token(pool.id, f"user{i}"),
+                attributes={"custom:tier": f"t{i}"},
+            )
+            for i in range(5)
+        ]
+
+    async with client(server, pool) as cognito:
+        first = await drain(cognito.bulk_update(token_rows(), journal=journal))
+        second = await drain(cognito.bulk_update(token_rows(), journal=journal))  # new tokens
+    assert all(o.ok for o in first)
+    assert all(o.skipped for o in second)
