@@ -19,6 +19,8 @@ Adapting. Throttles are judged per window (about a second of traffic), not one b
   Heavy throttling (over ``NOISE_MAX``) is never taken for noise: it cuts again.
 * A window ends early, after a tenth of a second, once ``HEAVY_THROTTLES`` have come back:
   the server's own burst reserve hides an overshoot for a while, so react fast once it shows.
+  So does the check after a cut, if throttling is still too heavy to be noise: the cut was
+  not deep enough (leaving slow start, the first estimate is inflated by that reserve).
 * After a cut the rate climbs back along a CUBIC curve towards the admitted rate, reaching it
   in ``CUBIC_K`` seconds and probing above it after that (at a quarter of the curve's pace),
   but never above the configured ceiling.
@@ -155,12 +157,11 @@ class _AdaptiveRate:
         self.window_sent += 1
         self.window_throttled += throttled
         elapsed = now - self.window_start
-        # A detection window ends early under heavy throttling; a check after a cut never does.
-        heavy = (
-            self.pending_check is None
-            and self.window_throttled >= HEAVY_THROTTLES
-            and elapsed >= WINDOW * HEAVY_AFTER
-        )
+        heavy = self.window_throttled >= HEAVY_THROTTLES and elapsed >= WINDOW * HEAVY_AFTER
+        if heavy and self.pending_check is not None:
+            # A check after a cut runs its full window, unless throttling is still so heavy
+            # that it cannot be noise: then the cut was not deep enough, and waiting costs.
+            heavy = self.window_throttled > NOISE_MAX * self.window_sent
         if (elapsed < WINDOW and not heavy) or self.window_sent < MIN_SAMPLES:
             return
         sent, thr = self.window_sent, self.window_throttled

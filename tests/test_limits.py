@@ -80,9 +80,15 @@ def test_known_quota_runs_at_the_quota_without_throttles() -> None:
 
 
 def test_unknown_quota_is_discovered() -> None:
-    trace = simulate(40, ceiling=None, quota=lambda _t: 250)
-    assert trace.admitted_rate(5, 40) >= 0.90 * 250
-    assert trace.throttled_share(0, 40) <= 0.05
+    for quota in (100.0, 250.0, 400.0):
+
+        def constant(_t: float, q: float = quota) -> float:
+            return q
+
+        # The benchmark's shape: 20 s of work against a quota nobody told the client.
+        trace = simulate(20, ceiling=None, quota=constant)
+        assert trace.admitted_rate(5, 20) >= 0.90 * quota
+        assert trace.throttled_share(0, 20) <= 0.05
 
 
 def test_converges_after_the_quota_drops_and_recovers_after_it_returns() -> None:
