@@ -24,6 +24,7 @@ import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from attrs import frozen
 
+from ._config import RetryPolicy
 from ._dispatch import Dispatcher, Job, token_subject
 from ._errors import (
     AiocognitoError,
@@ -119,6 +120,7 @@ class BulkUpdate:
         read_ahead: int,
         max_share: float | None,
         timeout: float | None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._source = source
@@ -128,6 +130,7 @@ class BulkUpdate:
         self._read_ahead = read_ahead
         self._share = ShareLimit(max_share) if max_share is not None else None
         self._timeout = timeout
+        self._retry = retry
         self._journal: Journal | None = None
         self._task_group: anyio.abc.TaskGroup | None = None
         self._send: MemoryObjectSendStream[UpdateOutcome] | None = None
@@ -346,6 +349,7 @@ class BulkUpdate:
             # A row waits behind the rest of the read-ahead for quota, so its time budget does
             # not start when it is read: no overall deadline unless one was asked for.
             timeout=self._timeout if self._timeout is not None else math.inf,
+            retry=self._retry,
             priority=Priority.BULK,
             share=self._share,
         )

@@ -233,6 +233,7 @@ class CognitoClient:
         *,
         client_metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> UpdateResult:
         """Update the signed-in user's own attributes (UpdateUserAttributes).
 
@@ -245,6 +246,8 @@ class CognitoClient:
             attributes: ``{name: value}``, or boto's ``[{"Name": ..., "Value": ...}]``.
             client_metadata: Passed to the pool's Lambda triggers; never stored.
             timeout: Seconds for the whole call, retries included; overrides the policy.
+            retry: A retry policy for this call alone (attempts, backoff, deadline). Every
+                public method takes ``timeout=`` and ``retry=``.
 
         Returns:
             The code deliveries Cognito reported, if any.
@@ -270,6 +273,7 @@ class CognitoClient:
             _secrets(token, values, metadata),
             timeout,
             attributes=values,
+            retry=retry,
         )
         return UpdateResult(
             code_deliveries=tuple(
@@ -286,6 +290,7 @@ class CognitoClient:
         user_pool_id: str | None = None,
         client_metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> UpdateResult:
         """Update any user's attributes as an administrator (AdminUpdateUserAttributes).
 
@@ -327,11 +332,17 @@ class CognitoClient:
             _secrets(None, values, metadata),
             timeout,
             attributes=values,
+            retry=retry,
         )
         return UpdateResult(request_id=_request_id(response))
 
     async def delete_user_attributes(
-        self, access_token: str, attribute_names: Sequence[str], *, timeout: float | None = None
+        self,
+        access_token: str,
+        attribute_names: Sequence[str],
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Delete the signed-in user's attributes by name (DeleteUserAttributes).
 
@@ -344,7 +355,7 @@ class CognitoClient:
         token = check_access_token(access_token)
         names = check_attribute_names(attribute_names)
         params = {"AccessToken": token, "UserAttributeNames": names}
-        await self._call("DeleteUserAttributes", params, (token,), timeout)
+        await self._call("DeleteUserAttributes", params, (token,), timeout, retry=retry)
 
     async def admin_delete_user_attributes(
         self,
@@ -353,6 +364,7 @@ class CognitoClient:
         *,
         user_pool_id: str | None = None,
         timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Delete any user's attributes by name as an administrator (AdminDeleteUserAttributes).
 
@@ -367,9 +379,11 @@ class CognitoClient:
         pool = self._pool(user_pool_id)
         names = check_attribute_names(attribute_names)
         params = {"UserPoolId": pool, "Username": name, "UserAttributeNames": names}
-        await self._call("AdminDeleteUserAttributes", params, (), timeout)
+        await self._call("AdminDeleteUserAttributes", params, (), timeout, retry=retry)
 
-    async def get_user(self, access_token: str, *, timeout: float | None = None) -> User:
+    async def get_user(
+        self, access_token: str, *, timeout: float | None = None, retry: RetryPolicy | None = None
+    ) -> User:
         """Read the signed-in user's attributes (GetUser).
 
         Only attributes the token's app client may read are returned.
@@ -381,11 +395,18 @@ class CognitoClient:
         """
         self._check_open()
         token = check_access_token(access_token)
-        response = await self._call("GetUser", {"AccessToken": token}, (token,), timeout)
+        response = await self._call(
+            "GetUser", {"AccessToken": token}, (token,), timeout, retry=retry
+        )
         return User.from_wire(response)
 
     async def admin_get_user(
-        self, username: str, *, user_pool_id: str | None = None, timeout: float | None = None
+        self,
+        username: str,
+        *,
+        user_pool_id: str | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> User:
         """Read any user as an administrator (AdminGetUser), with status and dates.
 
@@ -401,7 +422,7 @@ class CognitoClient:
         name = check_username(username)
         pool = self._pool(user_pool_id)
         response = await self._call(
-            "AdminGetUser", {"UserPoolId": pool, "Username": name}, (), timeout
+            "AdminGetUser", {"UserPoolId": pool, "Username": name}, (), timeout, retry=retry
         )
         return User.from_wire(response)
 
@@ -412,6 +433,7 @@ class CognitoClient:
         *,
         client_metadata: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> CodeDelivery | None:
         """Ask Cognito to send a verification code for ``email`` or ``phone_number``.
 
@@ -434,13 +456,23 @@ class CognitoClient:
         if metadata is not None:
             params["ClientMetadata"] = metadata
         response = await self._call(
-            "GetUserAttributeVerificationCode", params, _secrets(token, {}, metadata), timeout
+            "GetUserAttributeVerificationCode",
+            params,
+            _secrets(token, {}, metadata),
+            timeout,
+            retry=retry,
         )
         details = response.get("CodeDeliveryDetails")
         return CodeDelivery.from_wire(details) if details else None
 
     async def verify_user_attribute(
-        self, access_token: str, attribute_name: str, code: str, *, timeout: float | None = None
+        self,
+        access_token: str,
+        attribute_name: str,
+        code: str,
+        *,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         """Confirm ``email`` or ``phone_number`` with the code the user received.
 
@@ -457,7 +489,7 @@ class CognitoClient:
         name = check_attribute_name(attribute_name, argument="attribute_name")
         checked_code = check_code(code)
         params = {"AccessToken": token, "AttributeName": name, "Code": checked_code}
-        await self._call("VerifyUserAttribute", params, (token, checked_code), timeout)
+        await self._call("VerifyUserAttribute", params, (token, checked_code), timeout, retry=retry)
 
     # ----------------------------------------------------------------------------------------
     # Bulk
@@ -471,6 +503,7 @@ class CognitoClient:
         max_share: float | None = None,
         read_ahead: int | None = None,
         timeout: float | None = None,
+        retry: RetryPolicy | None = None,
     ) -> BulkUpdate:
         """Stream many updates through the engine; use as an async context manager.
 
@@ -496,6 +529,7 @@ class CognitoClient:
             timeout: Seconds per row from when it is read, retries and quota waits included.
                 By default rows have no overall deadline (they wait behind the read-ahead for
                 quota); ``RetryPolicy.max_attempts`` still bounds their attempts.
+            retry: A retry policy for this job's rows; the client's otherwise.
 
         Raises:
             CognitoError: A fatal error (missing pool, denied credentials) ends the run: raised
@@ -513,6 +547,7 @@ class CognitoClient:
             read_ahead=read_ahead or 2 * self.limits.max_concurrency,
             max_share=max_share,
             timeout=timeout,
+            retry=retry,
         )
 
     # ----------------------------------------------------------------------------------------
@@ -538,6 +573,7 @@ class CognitoClient:
         timeout: float | None,
         *,
         attributes: dict[str, str] | None = None,
+        retry: RetryPolicy | None = None,
     ) -> dict[str, Any]:
         dispatcher = self._dispatcher
         assert dispatcher is not None
@@ -548,6 +584,7 @@ class CognitoClient:
             secrets,
             attributes=attributes,
             timeout=timeout,
+            retry=retry,
             priority=Priority.INTERACTIVE,
         )
         try:

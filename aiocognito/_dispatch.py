@@ -72,6 +72,7 @@ class Job:
     priority: Priority = Priority.INTERACTIVE
     share: ShareLimit | None = None
     deadline: float | None = None
+    retry: RetryPolicy | None = None
     lane_key: Hashable | None = None
     merge_key: Hashable | None = None
     finished: bool = False
@@ -147,11 +148,13 @@ class Dispatcher:
         *,
         attributes: dict[str, str] | None = None,
         timeout: float | None = None,
+        retry: RetryPolicy | None = None,
         priority: Priority = Priority.INTERACTIVE,
         share: ShareLimit | None = None,
     ) -> Job:
         """Describe one request; ``timeout`` (or the policy's deadline) starts now."""
-        budget = timeout if timeout is not None else self._retry.deadline
+        policy = retry if retry is not None else self._retry
+        budget = timeout if timeout is not None else policy.deadline
         job = Job(
             operation=operation,
             params=params,
@@ -160,6 +163,7 @@ class Dispatcher:
             priority=priority,
             share=share,
             deadline=None if budget is None else self._clock() + budget,
+            retry=policy,
         )
         if operation in LANED:
             if "AccessToken" in params:
@@ -308,8 +312,9 @@ class Dispatcher:
 
         remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
         try:
+            # A merged call follows the first caller's policy; its deadline is the latest one.
             result = await retry_call(
-                attempt, self._retry, deadline=remaining, on_failure=on_failure
+                attempt, first.retry or self._retry, deadline=remaining, on_failure=on_failure
             )
         except Exception as exc:  # delivered to every caller whose change rode in this call
             for job in batch:

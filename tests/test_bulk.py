@@ -350,3 +350,20 @@ async def test_resume_with_refreshed_tokens_is_the_same_input(
         second = await drain(cognito.bulk_update(token_rows(), journal=journal))  # new tokens
     assert all(o.ok for o in first)
     assert all(o.skipped for o in second)
+
+
+async def test_a_bulk_job_may_bring_its_own_retry_policy(
+    fake: tuple[FakeCognito, PoolInfo],
+) -> None:
+    from aiocognito.testing import Fault
+
+    server, pool = fake
+    async with client(server, pool, retry=aiocognito.RetryPolicy(backoff_base=0.001)) as cognito:
+        server.faults.add(Fault.throttle(count=3))
+        once = await drain(
+            cognito.bulk_update(rows(3, users=3), retry=aiocognito.RetryPolicy(max_attempts=1))
+        )
+        server.faults.add(Fault.throttle(count=3))
+        retried = await drain(cognito.bulk_update(rows(3, users=3)))
+    assert sorted(o.code or "ok" for o in once) == ["TooManyRequestsException"] * 3
+    assert all(o.ok for o in retried)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -264,3 +265,28 @@ async def test_repr_shows_state_and_counts_but_no_secrets(fake_transport: FakeTr
     assert TOKEN not in text
     assert "secret-nick" not in text
     assert "state=closed" in repr(client)
+
+
+async def test_each_call_may_bring_its_own_retry_policy(fake_transport: FakeTransport) -> None:
+    once = aiocognito.RetryPolicy(max_attempts=1)
+    async with make(
+        fake_transport, limits=aiocognito.Limits(user_update_rps=None, adaptive=False)
+    ) as cognito:
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: cognito.update_user_attributes(TOKEN, {"nickname": "a"}, retry=once),
+            lambda: cognito.admin_update_user_attributes("alice", {"nickname": "a"}, retry=once),
+            lambda: cognito.delete_user_attributes(TOKEN, ["nickname"], retry=once),
+            lambda: cognito.admin_delete_user_attributes("alice", ["nickname"], retry=once),
+            lambda: cognito.get_user(TOKEN, retry=once),
+            lambda: cognito.admin_get_user("alice", retry=once),
+            lambda: cognito.get_user_attribute_verification_code(TOKEN, "email", retry=once),
+            lambda: cognito.verify_user_attribute(TOKEN, "email", "123456", retry=once),
+        ]
+        for call in calls:
+            fake_transport.push(throttle(), {})
+            with pytest.raises(aiocognito.TooManyRequestsError):
+                await call()  # one attempt, as the call's own policy says
+            fake_transport.script.clear()
+        fake_transport.push(throttle(), {})
+        await cognito.admin_get_user("alice")  # the client's policy retries
+    assert len(fake_transport.sent) == len(calls) + 2
