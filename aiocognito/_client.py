@@ -124,7 +124,7 @@ class CognitoClient:
         self.retry = retry if retry is not None else RetryPolicy()
         if _transport is None:
             _transport = AiobotocoreTransport(
-                region_name=region_name or "",
+                region_name=region_name,
                 endpoint_url=endpoint_url,
                 max_connections=self.limits.max_concurrency,
                 connect_timeout=connect_timeout,

@@ -29,6 +29,7 @@ Every error raised on purpose derives from :class:`AiocognitoError`::
     ├── TransportError                    no answer: connection refused or reset, timeouts
     │   └── DeadlineExceededError         the call's overall deadline passed
     ├── CredentialsError                  an admin operation found no AWS credentials
+    ├── ConfigurationError                the client cannot be set up, e.g. no region
     ├── JournalMismatchError              a bulk journal belongs to a different input
     └── AttributeValidationError          (also a ValueError) bad input; nothing was sent
 
@@ -48,6 +49,7 @@ __all__ = [
     "CodeDeliveryFailureError",
     "CodeMismatchError",
     "CognitoError",
+    "ConfigurationError",
     "CredentialsError",
     "DeadlineExceededError",
     "ExpiredCodeError",
@@ -292,6 +294,10 @@ class DeadlineExceededError(TransportError):
 
 class CredentialsError(AiocognitoError):
     """An admin (SigV4-signed) operation was called, but no AWS credentials were found."""
+
+
+class ConfigurationError(AiocognitoError):
+    """The client cannot be set up as configured, e.g. no AWS region could be found."""
 
 
 class JournalMismatchError(AiocognitoError):

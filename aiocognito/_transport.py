@@ -36,6 +36,7 @@ from ._errors import (
     AiocognitoError,
     AttributeValidationError,
     CognitoError,
+    ConfigurationError,
     CredentialsError,
     TooManyRequestsError,
     TransportError,
@@ -217,7 +218,7 @@ class AiobotocoreTransport:
     def __init__(
         self,
         *,
-        region_name: str,
+        region_name: str | None,
         endpoint_url: str | None = None,
         max_connections: int = 64,
         connect_timeout: float = 5.0,
@@ -239,9 +240,9 @@ class AiobotocoreTransport:
         self._stack: contextlib.AsyncExitStack | None = None
         self._methods: dict[str, Any] = {}
 
-    def _config(self, *, signed: bool) -> AioConfig:
+    def _config(self, region: str, *, signed: bool) -> AioConfig:
         options: dict[str, Any] = {
-            "region_name": self._region_name,
+            "region_name": region,
             # One attempt: retrying is the engine's job, and botocore's legacy mode would not
             # even recognise Cognito's TooManyRequestsException at HTTP 400.
             "retries": {"total_max_attempts": 1, "mode": "standard"},
@@ -257,6 +258,13 @@ class AiobotocoreTransport:
     async def open(self) -> None:
         """Load the service model in a worker thread, then open both clients."""
         session = aiobotocore.session.AioSession(profile=self._profile_name)
+        # botocore's own resolution: the argument, then AWS_DEFAULT_REGION, then the profile.
+        region = self._region_name or session.get_config_variable("region")
+        if not region:
+            raise ConfigurationError(
+                "no AWS region: pass region_name (--region on the command line), or set "
+                "AWS_DEFAULT_REGION, or a region in the AWS profile"
+            )
         # Parsing the gzipped service model and endpoint rules takes tens of milliseconds of
         # blocking I/O and CPU; do it off the event loop. The loader caches what it reads.
         await anyio.to_thread.run_sync(_warm_loader, session)
@@ -265,9 +273,9 @@ class AiobotocoreTransport:
         try:
             for signed in (False, True):
                 kwargs: dict[str, Any] = {
-                    "region_name": self._region_name,
+                    "region_name": region,
                     "endpoint_url": self._endpoint_url,
-                    "config": self._config(signed=signed),
+                    "config": self._config(region, signed=signed),
                 }
                 if signed:
                     kwargs.update(

@@ -270,3 +270,21 @@ async def test_cached_user_agent_matches_what_botocore_builds(
     built = [r.headers["User-Agent"] for r in stub.received]
     assert cached == built
     assert "aiocognito/" in cached[0]
+
+
+async def test_no_region_is_a_clear_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    client = aiocognito.CognitoClient(endpoint_url="http://127.0.0.1:9")
+    with pytest.raises(aiocognito.ConfigurationError, match="no AWS region"):
+        await client.__aenter__()
+
+
+async def test_region_from_the_environment(
+    stub: StubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-southeast-2")
+    async with aiocognito.CognitoClient(endpoint_url=stub.url, **CREDENTIALS) as cognito:
+        await cognito.admin_get_user("alice", user_pool_id="ap-southeast-2_Abc1")
+    auth = {k.lower(): v for k, v in stub.received[0].headers.items()}["authorization"]
+    assert "/ap-southeast-2/cognito-idp/" in auth
