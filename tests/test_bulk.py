@@ -39,6 +39,19 @@ def client(fake: FakeCognito, pool: PoolInfo, **kwargs: Any) -> aiocognito.Cogni
     )
 
 
+class Counted:
+    """A sync source of rows that counts how many were pulled from it."""
+
+    def __init__(self, updates: list[aiocognito.AttributeUpdate]) -> None:
+        self.updates = updates
+        self.pulled = 0
+
+    def __iter__(self) -> Iterator[aiocognito.AttributeUpdate]:
+        for update in self.updates:
+            self.pulled += 1
+            yield update
+
+
 async def drain(bulk: aiocognito.BulkUpdate) -> list[aiocognito.UpdateOutcome]:
     """Run a bulk job to its end; return its outcomes."""
     async with bulk as outcomes:
@@ -97,25 +110,19 @@ async def test_async_source_and_token_rows(fake: tuple[FakeCognito, PoolInfo]) -
 
 async def test_source_is_read_lazily(fake: tuple[FakeCognito, PoolInfo]) -> None:
     server, pool = fake
-    pulled = 0
-
-    def source() -> Iterator[aiocognito.AttributeUpdate]:
-        nonlocal pulled
-        for update in rows(300):
-            pulled += 1
-            yield update
+    source = Counted(rows(300))
 
     limits = aiocognito.Limits(max_concurrency=4, user_update_rps=None, adaptive=False)
     consumed = 0
     async with (
         client(server, pool, limits=limits) as cognito,
-        cognito.bulk_update(source(), read_ahead=8) as outcomes,
+        cognito.bulk_update(source, read_ahead=8) as outcomes,
     ):
         async for _outcome in outcomes:
             consumed += 1
             # At most the read-ahead, plus outcomes buffered and not yet consumed.
-            assert pulled - consumed <= 8 + 8
-    assert consumed == pulled == 300
+            assert source.pulled - consumed <= 8 + 8
+    assert consumed == source.pulled == 300
 
 
 async def test_failures_are_outcomes_and_bad_rows_too(fake: tuple[FakeCognito, PoolInfo]) -> None:
@@ -306,17 +313,11 @@ async def test_rows_refused_before_sending_are_retried_on_the_next_run(
 
 async def test_stop_reads_no_further_rows(fake: tuple[FakeCognito, PoolInfo]) -> None:
     server, pool = fake
-    pulled = 0
-
-    def source() -> Iterator[aiocognito.AttributeUpdate]:
-        nonlocal pulled
-        for update in rows(500):
-            pulled += 1
-            yield update
+    source = Counted(rows(500))
 
     limits = aiocognito.Limits(max_concurrency=2, user_update_rps=None, adaptive=False)
     async with client(server, pool, limits=limits) as cognito:
-        bulk = cognito.bulk_update(source(), read_ahead=4)
+        bulk = cognito.bulk_update(source, read_ahead=4)
         async with bulk as outcomes:
             seen = 0
             async for _ in outcomes:
@@ -327,7 +328,7 @@ async def test_stop_reads_no_further_rows(fake: tuple[FakeCognito, PoolInfo]) ->
     assert bulk.stopped
     assert stats.rows_read == stats.rows_done == seen  # every row read was finished and reported
     assert stats.rows_read <= 10 + 4  # at most the read-ahead beyond the stop
-    assert pulled <= stats.rows_read + 1  # the one row pulled while waiting is not started
+    assert source.pulled <= stats.rows_read + 1  # a row pulled while waiting is not started
 
 
 async def test_resume_with_refreshed_tokens_is_the_same_input(
