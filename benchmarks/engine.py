@@ -12,6 +12,7 @@ Contenders:
   raw-legacy      aiobotocore, asyncio.gather under a semaphore of 64, botocore's legacy retries
   raw-standard    the same with retries={"mode": "standard"}
   raw-adaptive    the same with retries={"mode": "adaptive"}
+  boto3-threads   boto3 in a pool of 32 threads, retries={"mode": "adaptive"}
 
     python -m benchmarks.engine [--runs 3] [--updates 5000] [--scenario known unknown faults]
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import json
 import math
 import os
@@ -32,8 +34,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import attrs
+import boto3
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
+from botocore.config import Config
 
 import aiocognito
 from aiocognito.testing import FakeCognitoProcess
@@ -79,7 +83,8 @@ SCENARIOS = {
         "after applying",
     ),
 }
-CONTENDERS = ("aiocognito", "raw-legacy", "raw-standard", "raw-adaptive")
+CONTENDERS = ("aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads")
+THREADS = 32
 
 
 # ------------------------------------------------------------------------------------------
@@ -140,6 +145,9 @@ async def _contender(
                 timed_out, failures = True, {}
             stats = cognito.statistics()
             extra = {"calls_saved": stats.calls_saved, "client_throttled": stats.throttled}
+    elif name == "boto3-threads":
+        failures, timed_out = await asyncio.to_thread(_boto3_threads, url, pool, users)
+        extra = {}
     else:
         mode = name.removeprefix("raw-")
         config = AioConfig(max_pool_connections=CONCURRENCY, retries={"mode": mode})
@@ -177,6 +185,34 @@ async def _contender(
         "completed": done if not timed_out else None,
         **extra,
     }
+
+
+def _boto3_threads(
+    url: str, pool: str, users: list[tuple[str, str]]
+) -> tuple[dict[int, str], bool]:
+    """boto3 in a thread pool, adaptive retries: how many synchronous scripts do it."""
+    config = Config(max_pool_connections=THREADS, retries={"mode": "adaptive"})
+    client = boto3.client(
+        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
+    )
+    failures: dict[int, str] = {}
+
+    def one(index: int, user: str, value: str) -> None:
+        try:
+            client.admin_update_user_attributes(
+                UserPoolId=pool, Username=user,
+                UserAttributes=[{"Name": "custom:tier", "Value": value}],
+            )  # fmt: skip
+        except Exception as exc:  # recorded by code, as for the other contenders
+            failures[index] = str(
+                getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+            )
+
+    executor = concurrent.futures.ThreadPoolExecutor(THREADS)
+    futures = [executor.submit(one, i, u, v) for i, (u, v) in enumerate(users)]
+    _done, pending = concurrent.futures.wait(futures, timeout=TIME_LIMIT)
+    executor.shutdown(wait=not pending, cancel_futures=True)
+    return failures, bool(pending)
 
 
 # ------------------------------------------------------------------------------------------
