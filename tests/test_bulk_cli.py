@@ -348,3 +348,32 @@ async def test_rich_progress_renders(served: tuple[FakeCognito, PoolInfo], tmp_p
     code = await run_update(settings(path, fake, pool, progress="rich"), out)
     assert code == 0
     assert "50/50 rows" in out.getvalue()
+
+
+def test_second_sigint_exits_at_once_with_a_consistent_journal(
+    served: tuple[FakeCognito, PoolInfo], tmp_path: Path
+) -> None:
+    fake, pool = served
+    fake.quotas.set_rate("UserUpdate", 20)  # slow, so the rows in flight cannot finish quickly
+    path = write_jsonl(tmp_path / "in.jsonl", good_rows(400))
+    proc = subprocess.Popen(
+        [*update_command(path, fake, pool, 20), "--progress", "plain"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(),
+    )  # fmt: skip
+    journal = tmp_path / "in.journal"
+    _wait_for_rows(journal, 10)
+    proc.send_signal(signal.SIGINT)
+    assert proc.stdout is not None
+    for line in proc.stdout:  # wait until the first interrupt has been taken
+        if line.startswith("interrupted"):
+            break
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 130
+    assert "second interrupt: exiting now" in output
+    assert time.monotonic() - started < 5  # at once, not after the rows in flight
+    db = sqlite3.connect(journal)
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT COUNT(*) FROM rows WHERE status = 'ok'").fetchone()[0] >= 10
+    db.close()
