@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
+import functools
 import json
 import math
 import os
@@ -56,6 +58,8 @@ class Scenario:
     faults: tuple[str, ...] = ()
     tell_quota: bool = True
     description: str = ""
+    hot: bool = False  # 20 % of the updates go to 1 % of the users
+    web_rps: float = 0.0  # per-call updates per second beside the bulk job
 
 
 SCENARIOS = {
@@ -82,9 +86,42 @@ SCENARIOS = {
         description="known quota plus 15 % throttles, 2 % 500s, 1 % resets before and 1 % "
         "after applying",
     ),
-}
+    "web": Scenario(
+        "web", 250, 20, web_rps=5.0,
+        description="a bulk job of 5,000 updates while 5 per-call updates/s arrive",
+    ),
+    "hot": Scenario(
+        "hot", 250, 20, hot=True,
+        description="5,000 updates, 20 % of them to 1 % of the users",
+    ),
+}  # fmt: skip
+WEB_USERS = 1000  # seeded beyond the bulk job's users, one per per-call update
 CONTENDERS = ("aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads")
 THREADS = 32
+
+
+# ------------------------------------------------------------------------------------------
+# The plan: who gets which value, in submission order
+
+
+def plan(scenario: Scenario, n: int, tag: str) -> list[tuple[str, str]]:
+    """The bulk job's updates as (user, value); values sort in submission order."""
+    if not scenario.hot:
+        return [(f"user{i}", f"{tag}-{i:06d}") for i in range(n)]
+    hot_users = max(1, round(n * 0.8 / 99))  # 1 % of all the users the job touches
+    updates, cold = [], 0
+    for i in range(n):
+        if i % 5 == 4:  # every fifth update, round-robin over the hot users
+            user = f"user{(i // 5) % hot_users}"
+        else:
+            user = f"user{hot_users + cold}"
+            cold += 1
+        updates.append((user, f"{tag}-{i:06d}"))
+    return updates
+
+
+def users_needed(scenario: Scenario, n: int) -> int:
+    return n + (WEB_USERS if scenario.web_rps else 0)
 
 
 # ------------------------------------------------------------------------------------------
@@ -115,66 +152,173 @@ async def _bounded(
     return failures
 
 
-async def _contender(
-    name: str, scenario: Scenario, url: str, pool: str, n: int, tag: str
+async def _web(
+    update: Callable[[str, str], Awaitable[Any]],
+    rps: float,
+    n: int,
+    tag: str,
+    until: asyncio.Event,
 ) -> dict[str, Any]:
-    users = [(f"user{i}", f"{tag}-{i}") for i in range(n)]
+    """Per-call updates at ``rps`` while the bulk job runs; their latencies and failures."""
+    latencies: list[float] = []
+    failed = 0
+    k = 0
+    next_at = time.perf_counter()
+    tasks: list[asyncio.Task[None]] = []
+
+    async def one(user: str, value: str) -> None:
+        nonlocal failed
+        started = time.perf_counter()
+        try:
+            await update(user, value)
+        except Exception:  # counted; the request's fate is the measurement
+            failed += 1
+        latencies.append(time.perf_counter() - started)
+
+    while not until.is_set() and k < WEB_USERS:
+        tasks.append(asyncio.create_task(one(f"user{n + k}", f"{tag}-web-{k:06d}")))
+        k += 1
+        next_at += 1.0 / rps
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(until.wait(), max(0.0, next_at - time.perf_counter()))
+    await asyncio.gather(*tasks)
+    latencies.sort()
+
+    def pick(quantile: float) -> float:
+        return latencies[min(len(latencies) - 1, int(quantile * len(latencies)))] * 1000
+
+    return {
+        "web_calls": len(latencies),
+        "web_failed": failed,
+        "web_p50_ms": pick(0.50) if latencies else None,
+        "web_p99_ms": pick(0.99) if latencies else None,
+    }
+
+
+Outcome = tuple[dict[int, str], bool, float, dict[str, Any]]  # failures, timed out, bulk s, extra
+
+
+async def _run_aiocognito(
+    scenario: Scenario, url: str, pool: str, n: int, tag: str, updates: list[tuple[str, str]]
+) -> Outcome:
     started = time.perf_counter()
-    timed_out = False
-    done = 0
-    if name == "aiocognito":
-        limits = aiocognito.Limits(
-            max_concurrency=CONCURRENCY,
-            user_update_rps=scenario.quota if scenario.tell_quota else None,
-        )
-        async with aiocognito.CognitoClient(
-            region_name=REGION,
-            user_pool_id=pool,
-            endpoint_url=url,
-            limits=limits,
-            **KEYS,  # type: ignore[arg-type]
-        ) as cognito:
+    bulk_done = asyncio.Event()
+    extra: dict[str, Any] = {}
+    limits = aiocognito.Limits(
+        max_concurrency=CONCURRENCY,
+        user_update_rps=scenario.quota if scenario.tell_quota else None,
+    )
+    async with aiocognito.CognitoClient(
+        region_name=REGION, user_pool_id=pool, endpoint_url=url, limits=limits,
+        **KEYS,  # type: ignore[arg-type]
+    ) as cognito:  # fmt: skip
 
-            def call_for(user: str, value: str) -> Callable[[], Awaitable[Any]]:
-                return lambda: cognito.admin_update_user_attributes(user, {"custom:tier": value})
+        async def per_call(user: str, value: str) -> Any:
+            return await cognito.admin_update_user_attributes(user, {"custom:tier": value})
 
-            calls = [call_for(u, v) for u, v in users]
+        failures: dict[int, str] = {}
+        timed_out = False
+        if scenario.web_rps:
+            web = asyncio.create_task(_web(per_call, scenario.web_rps, n, tag, bulk_done))
+            # The bulk part goes through bulk_update, at bulk priority: per-call work first.
+            rows = (
+                aiocognito.AttributeUpdate(username=u, attributes={"custom:tier": v})
+                for u, v in updates
+            )
+            try:
+                async with asyncio.timeout(TIME_LIMIT), cognito.bulk_update(rows) as outcomes:
+                    async for outcome in outcomes:
+                        if not outcome.ok:
+                            failures[outcome.index] = outcome.code or "Error"
+            except TimeoutError:
+                timed_out = True
+            bulk_wall = time.perf_counter() - started
+            bulk_done.set()
+            extra.update(await web)
+        else:
+            calls: list[Callable[[], Awaitable[Any]]] = [
+                functools.partial(per_call, u, v) for u, v in updates
+            ]
             try:
                 failures = await asyncio.wait_for(_bounded(calls, None), TIME_LIMIT)
             except TimeoutError:
-                timed_out, failures = True, {}
-            stats = cognito.statistics()
-            extra = {"calls_saved": stats.calls_saved, "client_throttled": stats.throttled}
-    elif name == "boto3-threads":
-        failures, timed_out = await asyncio.to_thread(_boto3_threads, url, pool, users)
-        extra = {}
-    else:
-        mode = name.removeprefix("raw-")
-        config = AioConfig(max_pool_connections=CONCURRENCY, retries={"mode": mode})
-        session = get_session()
-        async with session.create_client(
-            "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
-        ) as client:
+                timed_out = True
+            bulk_wall = time.perf_counter() - started
+        stats = cognito.statistics()
+        extra.update(calls_saved=stats.calls_saved, client_throttled=stats.throttled)
+    return failures, timed_out, bulk_wall, extra
 
-            def call_for(user: str, value: str) -> Callable[[], Awaitable[Any]]:
-                return lambda: client.admin_update_user_attributes(
-                    UserPoolId=pool,
-                    Username=user,
-                    UserAttributes=[{"Name": "custom:tier", "Value": value}],
+
+async def _run_raw(
+    mode: str, scenario: Scenario, url: str, pool: str, n: int, tag: str,
+    updates: list[tuple[str, str]],
+) -> Outcome:  # fmt: skip
+    started = time.perf_counter()
+    bulk_done = asyncio.Event()
+    extra: dict[str, Any] = {}
+    config = AioConfig(max_pool_connections=CONCURRENCY, retries={"mode": mode})
+    session = get_session()
+
+    def updater(client: Any) -> Callable[[str, str], Awaitable[Any]]:
+        async def update(user: str, value: str) -> Any:
+            return await client.admin_update_user_attributes(
+                UserPoolId=pool, Username=user,
+                UserAttributes=[{"Name": "custom:tier", "Value": value}],
+            )  # fmt: skip
+
+        return update
+
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def open_client() -> Any:
+            return await stack.enter_async_context(
+                session.create_client(
+                    "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
                 )
+            )
 
-            calls = [call_for(u, v) for u, v in users]
-            try:
-                failures = await asyncio.wait_for(_bounded(calls, CONCURRENCY), TIME_LIMIT)
-            except TimeoutError:
-                timed_out, failures = True, {}
-            extra = {}
-    wall = time.perf_counter() - started
+        update = updater(await open_client())
+        web = None
+        if scenario.web_rps:
+            # Users run web traffic and a migration on separate clients today.
+            web_update = updater(await open_client())
+            web = asyncio.create_task(_web(web_update, scenario.web_rps, n, tag, bulk_done))
+        calls: list[Callable[[], Awaitable[Any]]] = [
+            functools.partial(update, u, v) for u, v in updates
+        ]
+        failures: dict[int, str] = {}
+        timed_out = False
+        try:
+            failures = await asyncio.wait_for(_bounded(calls, CONCURRENCY), TIME_LIMIT)
+        except TimeoutError:
+            timed_out = True
+        bulk_wall = time.perf_counter() - started
+        bulk_done.set()
+        if web is not None:
+            extra.update(await web)
+    return failures, timed_out, bulk_wall, extra
+
+
+async def _contender(
+    name: str, scenario: Scenario, url: str, pool: str, n: int, tag: str
+) -> dict[str, Any]:
+    updates = plan(scenario, n, tag)
+    started = time.perf_counter()
+    if name == "aiocognito":
+        outcome = await _run_aiocognito(scenario, url, pool, n, tag, updates)
+    elif name == "boto3-threads":
+        if scenario.web_rps:
+            raise SystemExit("boto3-threads does not run the web scenario")
+        failures, timed_out = await asyncio.to_thread(_boto3_threads, url, pool, updates)
+        outcome = failures, timed_out, time.perf_counter() - started, {}
+    else:
+        outcome = await _run_raw(name.removeprefix("raw-"), scenario, url, pool, n, tag, updates)
+    failures, timed_out, bulk_wall, extra = outcome
     usage = resource.getrusage(resource.RUSAGE_SELF)
     codes = list(failures.values())
-    done = n - len(failures)
     return {
-        "wall": wall,
+        "wall": time.perf_counter() - started,
+        "bulk_wall": bulk_wall,
         "cpu_user": usage.ru_utime,
         "cpu_sys": usage.ru_stime,
         "peak_rss_mib": usage.ru_maxrss / 1024,
@@ -182,7 +326,6 @@ async def _contender(
         "failures_by_code": {c: codes.count(c) for c in sorted(set(codes))},
         "failed_indices": sorted(failures),
         "timed_out": timed_out,
-        "completed": done if not timed_out else None,
         **extra,
     }
 
@@ -222,7 +365,7 @@ def _boto3_threads(
 def run_once(scenario: Scenario, contender: str, n: int, run: int) -> dict[str, Any]:
     """Start a fake, run one contender against it, and judge the outcome from the fake."""
     fake = FakeCognitoProcess(
-        seed_users=n,
+        seed_users=users_needed(scenario, n),
         user_update_rps=scenario.quota,
         latency_ms=scenario.latency_ms,
         faults=scenario.faults,
@@ -254,25 +397,35 @@ def run_once(scenario: Scenario, contender: str, n: int, run: int) -> dict[str, 
         for op, o, c in stats["requests"]
         if op == "AdminUpdateUserAttributes" and o == "TooManyRequestsException"
     )
+    updates = plan(scenario, n, tag)
+    last: dict[str, tuple[int, str]] = {}  # user -> (index, value) of its last update
+    for index, (user, value) in enumerate(updates):
+        last[user] = (index, value)
     failed = set(result.pop("failed_indices"))
-    wrong = {i for i in range(n) if state["values"].get(f"user{i}") != f"{tag}-{i}"}
+    wrong = {u for u, (_i, v) in last.items() if state["values"].get(u) != v}
+    failed_users = {u for u, (i, _v) in last.items() if i in failed}
+    history = {u: h for u, h in state["history"].items() if u in last}
     timeline = stats["quotas"]["UserUpdate"]["timeline"]
     after5 = [admitted for second, admitted, _t in timeline if second >= 5][:-1]
+    bulk_ok = n - (result["failed"] or 0)
     result.update(
         requests=requests,
         throttled=throttled,
         throttled_share=throttled / max(requests, 1),
         requests_per_update=requests / n,
-        # Lost: reported done, yet not what the server holds. (A row reported failed may still
-        # have landed, e.g. applied and then reset; that is not a loss.)
-        lost=len(wrong - failed) if not result["timed_out"] else None,
+        # Lost: reported done, yet the server does not hold the user's last value. (A row
+        # reported failed may still have landed, e.g. applied and then reset; no loss.)
+        lost=len(wrong - failed_users) if not result["timed_out"] else None,
         not_applied=len(wrong),
+        # Out of order: a user whose applied values are not in submission order.
+        out_of_order=sum(1 for h in history.values() if h != sorted(h)),
         efficiency=result["wall"] / (n / scenario.quota),
         rate_after_5s=(statistics.mean(after5) / scenario.quota) if after5 else None,
+        bulk_share=bulk_ok / result["bulk_wall"] / scenario.quota
+        if result.get("bulk_wall")
+        else None,
         faults_injected=stats["faults_injected"],
-        out_of_order=sum(
-            1 for u, h in state["history"].items() if h and h[-1] != state["values"].get(u)
-        ),
+        timeline=timeline,
     )
     return result
 
@@ -286,14 +439,23 @@ def _num(value: float) -> str:
 
 
 def table(scenario: Scenario, results: dict[str, list[dict[str, Any]]], n: int) -> str:
+    """One Markdown table: contenders as rows, medians of the runs as columns."""
+    extra_head, extra_rule = "", ""
+    if scenario.web_rps:
+        extra_head, extra_rule = (
+            " per-call p50 ms | per-call p99 ms | per-call failed | bulk share |",
+            "---:|---:|---:|---:|",
+        )
+    if scenario.hot:
+        extra_head, extra_rule = " calls saved | out of order |", "---:|---:|"
     lines = [
         f"### {scenario.name}: {scenario.description} "
         f"(N = {n:,}, N/quota = {n / scenario.quota:.1f} s)",
         "",
         "| contender | wall s | wall ÷ (N/quota) | rate after 5 s ÷ quota | requests/update "
-        "| throttled % | failed | lost | not applied | client CPU s | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
+        "| throttled % | failed | lost | not applied | client CPU s | peak RSS MiB |" + extra_head,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + extra_rule,
+    ]  # fmt: skip
     for contender, runs in results.items():
 
         def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
@@ -305,13 +467,77 @@ def table(scenario: Scenario, results: dict[str, list[dict[str, Any]]], n: int) 
 
         spread = f"{min(r['wall'] for r in runs):.1f} to {max(r['wall'] for r in runs):.1f}"
         note = " (did not finish in 120 s)" if any(r["timed_out"] for r in runs) else ""
-        lines.append(
+        row = (
             f"| {contender}{note} | {med('wall'):.1f} ({spread}) | {med('efficiency'):.3f} | "
             f"{med('rate_after_5s'):.2f} | {med('requests_per_update'):.2f} | "
             f"{100 * med('throttled_share'):.1f} | {_num(med('failed'))} | {_num(med('lost'))} | "
             f"{_num(med('not_applied'))} | {cpu()} | {_num(med('peak_rss_mib'))} |"
         )
+        if scenario.web_rps:
+            row += (
+                f" {med('web_p50_ms'):.0f} | {med('web_p99_ms'):.0f} | "
+                f"{_num(med('web_failed'))} | {med('bulk_share'):.2f} |"
+            )
+        if scenario.hot:
+            row += f" {_num(med('calls_saved'))} | {_num(med('out_of_order'))} |"
+        lines.append(row)
+    lines += ["", _versus_best_peer(results)]
     return "\n".join(lines)
+
+
+def _versus_best_peer(results: dict[str, list[dict[str, Any]]]) -> str:
+    """aiocognito's key figures as ratios against the best peer of the same run."""
+    ours = results.get("aiocognito")
+    peers = {name: runs for name, runs in results.items() if name != "aiocognito"}
+    if not ours or not peers:
+        return ""
+
+    def med(runs: list[dict[str, Any]], key: str) -> float:
+        return _median([float(r[key]) for r in runs if r.get(key) is not None])
+
+    def clean(runs: list[dict[str, Any]]) -> bool:
+        return not any(r["timed_out"] or r["failed"] or r["lost"] for r in runs)
+
+    # The best peer: the fastest that failed and lost nothing, else the fastest.
+    candidates = {n: r for n, r in peers.items() if clean(r)} or peers
+    best = min(candidates, key=lambda name: med(candidates[name], "wall"))
+    cpu_ours = med(ours, "cpu_user") + med(ours, "cpu_sys")
+    cpu_best = med(peers[best], "cpu_user") + med(peers[best], "cpu_sys")
+
+    def ratio(a: float, b: float) -> str:
+        return "n/a" if math.isnan(a) or math.isnan(b) or not b else f"{a / b:.2f}x"
+
+    qualifier = "" if best in {n for n, r in peers.items() if clean(r)} else ": none did"
+    per_update = ratio(med(ours, "requests_per_update"), med(peers[best], "requests_per_update"))
+    return (
+        f"aiocognito against the best peer ({best}, the fastest that failed and lost nothing"
+        f"{qualifier}): wall {ratio(med(ours, 'wall'), med(peers[best], 'wall'))}, "
+        f"client CPU {ratio(cpu_ours, cpu_best)}, requests per update {per_update}."
+    )
+
+
+def plot(name: str, scenario: Scenario, results: dict[str, list[dict[str, Any]]], path: str) -> str:
+    """Achieved throughput per second against the quota, one line per contender (first run)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "(matplotlib is not installed: pip install '.[bench]' for plots)"
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for contender, runs in results.items():
+        timeline = runs[0].get("timeline") or []
+        ax.plot([t[0] for t in timeline], [t[1] for t in timeline], label=contender)
+    ax.axhline(scenario.quota, color="black", linestyle="--", linewidth=1, label="quota")
+    ax.set_xlabel("seconds since the fake server started")
+    ax.set_ylabel("updates admitted per second")
+    ax.set_title(f"{name}: {scenario.description}", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -323,6 +549,7 @@ def main() -> None:
     parser.add_argument("--scenario", nargs="+", choices=sorted(SCENARIOS), default=list(SCENARIOS))
     parser.add_argument("--contender", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--json", help="also write every run's figures here")
+    parser.add_argument("--plots", metavar="DIR", help="draw throughput-over-time PNGs here")
     parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -334,9 +561,11 @@ def main() -> None:
     everything: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for name in args.scenario:
         scenario = SCENARIOS[name]
-        results: dict[str, list[dict[str, Any]]] = {c: [] for c in args.contender}
+        # boto3 in threads is a whole-job peer; it has no separate per-call client to run.
+        contenders = [c for c in args.contender if not (scenario.web_rps and c == "boto3-threads")]
+        results: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
         for run in range(args.runs):
-            for contender in args.contender:
+            for contender in contenders:
                 r = run_once(scenario, contender, args.updates, run)
                 results[contender].append(r)
                 print(
@@ -348,6 +577,10 @@ def main() -> None:
                 )
         everything[name] = results
         print(table(scenario, results, args.updates) + "\n", flush=True)
+        if args.plots:
+            os.makedirs(args.plots, exist_ok=True)
+            drawn = plot(name, scenario, results, os.path.join(args.plots, f"engine-{name}.png"))
+            print(f"plot: {drawn}\n", flush=True)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(everything, fh, indent=1)
