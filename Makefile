@@ -6,7 +6,8 @@ BIN    := $(VENV)/bin
 # Rebuilt whenever the dependency list changes.
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench-overhead bench-fake bench-engine bench-bulk clean
+.PHONY: demo test lint typecheck unit bench bench-quick bench-overhead bench-fake bench-engine \
+	bench-bulk clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "aiocognito needs Python 3.11+")'
@@ -31,19 +32,39 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/python -m pytest -m "not moto"
 
-# Benchmarks: each prints Markdown tables; the recorded figures are in benchmarks/README.md.
-bench-overhead: $(STAMP)
-	$(BIN)/python -m benchmarks.overhead --runs 5
+# Benchmarks print Markdown tables; the recorded figures are in benchmarks/README.md and the
+# plots go to benchmarks/results/. They need the bench extra (matplotlib), installed on demand.
+BENCH_STAMP := $(VENV)/.bench-installed
 
-bench-fake: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,cli,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.engine --runs 3 --plots benchmarks/results
+	$(BIN)/python -m benchmarks.overhead --runs 5
+	$(BIN)/python -m benchmarks.bulk --runs 3
 	$(BIN)/python -m benchmarks.fake_server --runs 3
 	$(BIN)/python -m benchmarks.fake_server --memory
 
-bench-engine: $(STAMP)
-	$(BIN)/python -m benchmarks.engine --runs 3
+bench-quick: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.engine --runs 1 --updates 1000 --plots benchmarks/results/quick
+	$(BIN)/python -m benchmarks.overhead --runs 1 --calls 1000
+	$(BIN)/python -m benchmarks.bulk --runs 1 --rate-rows 1000 --memory-rows 2000 20000
+	$(BIN)/python -m benchmarks.fake_server --runs 1 --seconds 2
 
-bench-bulk: $(STAMP)
+bench-overhead: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.overhead --runs 5
+
+bench-engine: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.engine --runs 3 --plots benchmarks/results
+
+bench-bulk: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.bulk --runs 3
+
+bench-fake: $(BENCH_STAMP)
+	$(BIN)/python -m benchmarks.fake_server --runs 3
+	$(BIN)/python -m benchmarks.fake_server --memory
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist *.egg-info
