@@ -22,7 +22,7 @@ Adapting. Throttles are judged per window (about a second of traffic), not one b
   So does the check after a cut, if throttling is still too heavy to be noise: the cut was
   not deep enough (leaving slow start, the first estimate is inflated by that reserve).
 * After a cut the rate climbs back along a CUBIC curve towards the admitted rate, reaching it
-  in ``CUBIC_K`` seconds and probing above it after that (at a quarter of the curve's pace),
+  in ``CUBIC_K`` seconds and probing above it after that (at a tenth of the curve's pace),
   but never above the configured ceiling.
 * With no ceiling (quota unknown), the limiter starts at Cognito's smallest default (25/s) and
   doubles each window in which it was saturated and not throttled (slow start).
@@ -66,22 +66,24 @@ CATEGORY: Mapping[str, str] = {
     "AdminGetUser": "UserRead",
 }
 
-BURST_SECONDS = 0.2
-BETA = 0.7
-SLOW_START_GROWTH = 2.0
-SLOW_START_BETA = 0.35
-CUT_MARGIN = 0.9
-CUBIC_K = 2.0
-PROBE = 0.1
-WINDOW = 1.0
-MIN_SAMPLES = 10
-HEAVY_THROTTLES = 20
-HEAVY_AFTER = 0.1
-CONFIRM = 0.5
-NOISE_MAX = 0.4
-TOLERANCE_DECAY = 0.98
-INITIAL_UNKNOWN_RATE = 25.0
-MIN_RATE = 0.5
+# The constants below were tuned in tests/test_limits.py's simulation (known, unknown and
+# dropping quotas, and random throttles); change them there first.
+BURST_SECONDS = 0.2  # our burst, well under Cognito's one second, leaves it a jitter reserve
+BETA = 0.7  # a cut takes at least 30 % off the rate
+SLOW_START_GROWTH = 2.0  # unknown quota: double each unthrottled, saturated window
+SLOW_START_BETA = 0.35  # leaving slow start, the last doubling overshot behind the reserve
+CUT_MARGIN = 0.9  # cut to 90 % of what was admitted, below the quota it measured
+CUBIC_K = 2.0  # seconds to climb back to the admitted rate after a cut
+PROBE = 0.1  # beyond that, probe at a tenth of the curve's pace: overshoot hides for a while
+WINDOW = 1.0  # seconds of answers judged together
+MIN_SAMPLES = 10  # a window with fewer answers is not judged yet
+HEAVY_THROTTLES = 20  # this many throttles end a window early...
+HEAVY_AFTER = 0.1  # ...once a tenth of it has passed
+CONFIRM = 0.5  # a cut is confirmed if the next window's throttled fraction at least halves
+NOISE_MAX = 0.4  # a throttled fraction above this is never taken for noise
+TOLERANCE_DECAY = 0.98  # the learned noise tolerance fades 2 % a window
+INITIAL_UNKNOWN_RATE = 25.0  # unknown quota: start at Cognito's smallest category default
+MIN_RATE = 0.5  # never pace slower than one request every two seconds
 
 
 class Priority(enum.IntEnum):
