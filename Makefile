@@ -48,7 +48,8 @@ bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.fake_server --memory
 
 bench-quick: $(BENCH_STAMP)
-	$(BIN)/python -m benchmarks.engine --runs 1 --updates 1000 --plots benchmarks/results/quick
+	$(BIN)/python -m benchmarks.engine --runs 1 --updates 1000 --time-limit 30 \
+		--plots benchmarks/results/quick
 	$(BIN)/python -m benchmarks.overhead --runs 1 --calls 1000
 	$(BIN)/python -m benchmarks.bulk --runs 1 --rate-rows 1000 --memory-rows 2000 20000
 	$(BIN)/python -m benchmarks.fake_server --runs 1 --seconds 2

@@ -47,7 +47,14 @@ from aiocognito.testing import FakeCognitoProcess
 REGION = "us-east-1"
 KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
 CONCURRENCY = 64
-TIME_LIMIT = 120.0  # a contender still running then is stopped and reported as such
+
+
+def time_limit() -> float:
+    """Seconds after which a contender is stopped and reported as not finished.
+
+    Set with --time-limit; the contender processes inherit it through the environment.
+    """
+    return float(os.environ.get("AIOCOGNITO_BENCH_TIME_LIMIT", "120"))
 
 
 @attrs.frozen
@@ -226,7 +233,7 @@ async def _run_aiocognito(
                 for u, v in updates
             )
             try:
-                async with asyncio.timeout(TIME_LIMIT), cognito.bulk_update(rows) as outcomes:
+                async with asyncio.timeout(time_limit()), cognito.bulk_update(rows) as outcomes:
                     async for outcome in outcomes:
                         if not outcome.ok:
                             failures[outcome.index] = outcome.code or "Error"
@@ -240,7 +247,7 @@ async def _run_aiocognito(
                 functools.partial(per_call, u, v) for u, v in updates
             ]
             try:
-                failures = await asyncio.wait_for(_bounded(calls, None), TIME_LIMIT)
+                failures = await asyncio.wait_for(_bounded(calls, None), time_limit())
             except TimeoutError:
                 timed_out = True
             bulk_wall = time.perf_counter() - started
@@ -289,7 +296,7 @@ async def _run_raw(
         failures: dict[int, str] = {}
         timed_out = False
         try:
-            failures = await asyncio.wait_for(_bounded(calls, CONCURRENCY), TIME_LIMIT)
+            failures = await asyncio.wait_for(_bounded(calls, CONCURRENCY), time_limit())
         except TimeoutError:
             timed_out = True
         bulk_wall = time.perf_counter() - started
@@ -353,7 +360,7 @@ def _boto3_threads(
 
     executor = concurrent.futures.ThreadPoolExecutor(THREADS)
     futures = [executor.submit(one, i, u, v) for i, (u, v) in enumerate(users)]
-    _done, pending = concurrent.futures.wait(futures, timeout=TIME_LIMIT)
+    _done, pending = concurrent.futures.wait(futures, timeout=time_limit())
     executor.shutdown(wait=not pending, cancel_futures=True)
     return failures, bool(pending)
 
@@ -378,7 +385,7 @@ def run_once(scenario: Scenario, contender: str, n: int, run: int) -> dict[str, 
             out = subprocess.run(
                 [sys.executable, "-m", "benchmarks.engine", "--worker", contender,
                  scenario.name, fake.endpoint_url, fake.pool_id, str(n), tag],
-                capture_output=True, text=True, check=True, timeout=TIME_LIMIT + 30,
+                capture_output=True, text=True, check=True, timeout=time_limit() + 10,
                 env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
             )  # fmt: skip
             result: dict[str, Any] = json.loads(out.stdout)
@@ -466,7 +473,9 @@ def table(scenario: Scenario, results: dict[str, list[dict[str, Any]]], n: int) 
             return f"{_median(known):.1f}" if known else "n/a"
 
         spread = f"{min(r['wall'] for r in runs):.1f} to {max(r['wall'] for r in runs):.1f}"
-        note = " (did not finish in 120 s)" if any(r["timed_out"] for r in runs) else ""
+        note = (
+            f" (did not finish in {time_limit():g} s)" if any(r["timed_out"] for r in runs) else ""
+        )
         row = (
             f"| {contender}{note} | {med('wall'):.1f} ({spread}) | {med('efficiency'):.3f} | "
             f"{med('rate_after_5s'):.2f} | {med('requests_per_update'):.2f} | "
@@ -550,8 +559,16 @@ def main() -> None:
     parser.add_argument("--contender", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--json", help="also write every run's figures here")
     parser.add_argument("--plots", metavar="DIR", help="draw throughput-over-time PNGs here")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        metavar="S",
+        help="seconds per contender (default 120)",
+    )
     parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.time_limit:
+        os.environ["AIOCOGNITO_BENCH_TIME_LIMIT"] = str(args.time_limit)
     if args.worker:
         name, scenario, url, pool, n, tag = args.worker
         print(
