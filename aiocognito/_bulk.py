@@ -37,8 +37,9 @@ from ._errors import (
 from ._journal import Journal, JournalRecord, fingerprint
 from ._limits import Priority, ShareLimit
 from ._models import AttributeUpdate, UpdateOutcome, UpdateResult
+from ._requests import request_id, update_request
 from ._retry import RetryClass, classify
-from ._validate import check_user_pool_id, to_wire_attributes
+from ._validate import check_user_pool_id
 
 __all__ = ["BadRow", "BulkStatistics", "BulkUpdate"]
 
@@ -277,7 +278,7 @@ class BulkUpdate:
     async def _process(self, index: int, item: AttributeUpdate | BadRow) -> UpdateOutcome | None:
         journal = self._journal
         if isinstance(item, BadRow):
-            digest = fingerprint("bad", item.raw)
+            digest = fingerprint("bad", item.raw) if journal is not None else ""
             if journal is not None and journal.finished(index, digest) is not None:
                 return UpdateOutcome(
                     index=index,
@@ -317,13 +318,14 @@ class BulkUpdate:
             operation, params, secrets = self._request(update)
         except AttributeValidationError as exc:
             return UpdateOutcome(index=index, update=update, ok=False, error=exc, line=line)
-        # Identify the row by its user and change, not by its token: tokens expire within
-        # hours, and a migration resumed with fresh ones is still the same input.
-        identity = {k: v for k, v in params.items() if k != "AccessToken"}
-        if "AccessToken" in params:
-            identity["subject"] = token_subject(params["AccessToken"])
-        digest = fingerprint(operation, identity)
+        digest = ""  # only a journal needs the row's fingerprint
         if journal is not None:
+            # Identify the row by its user and change, not by its token: tokens expire within
+            # hours, and a migration resumed with fresh ones is still the same input.
+            identity = {k: v for k, v in params.items() if k != "AccessToken"}
+            if "AccessToken" in params:
+                identity["subject"] = token_subject(params["AccessToken"])
+            digest = fingerprint(operation, identity)
             record = journal.finished(index, digest)
             if record is not None:
                 previous: AiocognitoError | None = None
@@ -379,30 +381,22 @@ class BulkUpdate:
             attempts=job.attempts,
             merged=job.merged_with > 1,
             line=line,
-            result=UpdateResult(request_id=_request_id(response)),
+            result=UpdateResult(request_id=request_id(response)),
         )
 
     def _request(self, update: AttributeUpdate) -> tuple[str, dict[str, Any], tuple[str, ...]]:
-        values = dict(update.values)
-        secrets = [v for v in values.values() if v]
-        if update.client_metadata:
-            for key, value in update.client_metadata.items():
-                secrets.extend(s for s in (key, value) if s)
-        params: dict[str, Any]
-        if update.access_token is not None:
-            operation = "UpdateUserAttributes"
-            params = {"AccessToken": update.access_token}
-            secrets.append(update.access_token)
-        else:
-            operation = "AdminUpdateUserAttributes"
+        pool = None
+        if update.access_token is None:
             pool = check_user_pool_id(
                 update.user_pool_id if update.user_pool_id is not None else self._default_pool
             )
-            params = {"UserPoolId": pool, "Username": update.username}
-        params["UserAttributes"] = to_wire_attributes(values)
-        if update.client_metadata is not None:
-            params["ClientMetadata"] = dict(update.client_metadata)
-        return operation, params, tuple(secrets)
+        return update_request(
+            access_token=update.access_token,
+            username=update.username,
+            user_pool_id=pool,
+            values=update.values,
+            metadata=update.client_metadata,
+        )
 
     def _journal_batch(self, job: Job) -> None:
         """Record every finished row of the call that carried ``job``, in one transaction."""
@@ -460,8 +454,3 @@ async def _aiter(
         for item in source:
             yield item
             await anyio.lowlevel.checkpoint()
-
-
-def _request_id(response: dict[str, Any]) -> str | None:
-    meta = response.get("ResponseMetadata")
-    return meta.get("RequestId") if isinstance(meta, dict) else None

@@ -59,31 +59,26 @@ class UpdateSettings:
 # Reading the file
 
 
-def count_rows(path: str) -> int:
-    """Rows in the file, counted cheaply (non-blank lines, less a CSV header)."""
-    count = 0
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            count += chunk.count(b"\n")
-        if fh.tell() and not _ends_with_newline(fh):
-            count += 1
-    if path.lower().endswith(".csv"):
-        count -= 1
-    return max(count, 0)
+def scan_input(path: str) -> tuple[int, str]:
+    """Read the input once: its row count, for progress, and its identity, for the journal.
 
-
-def _ends_with_newline(fh: IO[bytes]) -> bool:
-    fh.seek(-1, os.SEEK_END)
-    return fh.read(1) == b"\n"
-
-
-def file_digest(path: str) -> str:
-    """The input's identity for the journal: size and SHA-256 of its bytes."""
+    The count is of lines (less a CSV header), so blank lines count too: cheap, and close
+    enough for a progress bar. The identity is the size and SHA-256 of the bytes.
+    """
+    lines = 0
+    last = b"\n"
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
+            lines += chunk.count(b"\n")
             digest.update(chunk)
-    return f"{os.path.getsize(path)}:{digest.hexdigest()}"
+            last = chunk[-1:]
+        size = fh.tell()
+    if size and last != b"\n":
+        lines += 1  # a last line without its newline
+    if path.lower().endswith(".csv"):
+        lines -= 1
+    return max(lines, 0), f"{size}:{digest.hexdigest()}"
 
 
 def validate_file(settings: UpdateSettings, out: IO[str]) -> int:
@@ -267,8 +262,7 @@ async def run_update(
     ``on_outcome`` is called after each row is written (the tests use it to stop a run).
     """
     try:
-        total = count_rows(settings.input)
-        input_id = file_digest(settings.input)
+        total, input_id = scan_input(settings.input)
     except OSError as exc:
         print(f"error: cannot read {settings.input}: {exc.strerror}", file=out)
         return EXIT_USAGE

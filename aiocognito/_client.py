@@ -15,6 +15,7 @@ from ._config import Limits, RetryPolicy
 from ._dispatch import Dispatcher
 from ._limits import CategoryStatistics, Priority, RateLimiter, shared_limiter
 from ._models import AttributeUpdate, CodeDelivery, UpdateResult, User
+from ._requests import request_id, secrets_of, update_request
 from ._transport import AiobotocoreTransport, Transport
 from ._validate import (
     check_access_token,
@@ -25,7 +26,6 @@ from ._validate import (
     check_user_pool_id,
     check_username,
     normalize_attributes,
-    to_wire_attributes,
 )
 from ._version import __version__
 
@@ -261,25 +261,17 @@ class CognitoClient:
         token = check_access_token(access_token)
         values = normalize_attributes(attributes)
         metadata = check_client_metadata(client_metadata)
-        params: dict[str, Any] = {
-            "AccessToken": token,
-            "UserAttributes": to_wire_attributes(values),
-        }
-        if metadata is not None:
-            params["ClientMetadata"] = metadata
+        operation, params, secrets = update_request(
+            access_token=token, username=None, user_pool_id=None, values=values, metadata=metadata
+        )
         response = await self._call(
-            "UpdateUserAttributes",
-            params,
-            _secrets(token, values, metadata),
-            timeout,
-            attributes=values,
-            retry=retry,
+            operation, params, secrets, timeout, attributes=values, retry=retry
         )
         return UpdateResult(
             code_deliveries=tuple(
                 CodeDelivery.from_wire(d) for d in response.get("CodeDeliveryDetailsList") or ()
             ),
-            request_id=_request_id(response),
+            request_id=request_id(response),
         )
 
     async def admin_update_user_attributes(
@@ -319,22 +311,13 @@ class CognitoClient:
         pool = self._pool(user_pool_id)
         values = normalize_attributes(attributes)
         metadata = check_client_metadata(client_metadata)
-        params: dict[str, Any] = {
-            "UserPoolId": pool,
-            "Username": name,
-            "UserAttributes": to_wire_attributes(values),
-        }
-        if metadata is not None:
-            params["ClientMetadata"] = metadata
-        response = await self._call(
-            "AdminUpdateUserAttributes",
-            params,
-            _secrets(None, values, metadata),
-            timeout,
-            attributes=values,
-            retry=retry,
+        operation, params, secrets = update_request(
+            access_token=None, username=name, user_pool_id=pool, values=values, metadata=metadata
         )
-        return UpdateResult(request_id=_request_id(response))
+        response = await self._call(
+            operation, params, secrets, timeout, attributes=values, retry=retry
+        )
+        return UpdateResult(request_id=request_id(response))
 
     async def delete_user_attributes(
         self,
@@ -458,7 +441,7 @@ class CognitoClient:
         response = await self._call(
             "GetUserAttributeVerificationCode",
             params,
-            _secrets(token, {}, metadata),
+            secrets_of(token, {}, metadata),
             timeout,
             retry=retry,
         )
@@ -594,19 +577,3 @@ class CognitoClient:
             raise
         self._calls_succeeded += 1
         return result
-
-
-def _secrets(
-    token: str | None, values: Mapping[str, str], metadata: Mapping[str, str] | None
-) -> tuple[str, ...]:
-    found = [token] if token else []
-    found.extend(v for v in values.values() if v)
-    if metadata:
-        for key, value in metadata.items():
-            found.extend(s for s in (key, value) if s)
-    return tuple(found)
-
-
-def _request_id(response: Mapping[str, Any]) -> str | None:
-    meta = response.get("ResponseMetadata")
-    return meta.get("RequestId") if isinstance(meta, Mapping) else None

@@ -82,11 +82,15 @@ class Job:
     result: dict[str, Any] | None = None
     error: BaseException | None = None
     attempts: int = 0
-    merged_with: int = 1
     sent: bool = False
     # The call that carried this job, and the caller's own label for it (bulk rows).
     batch: list[Job] | None = None
     tag: Any = None
+
+    @property
+    def merged_with(self) -> int:
+        """How many callers' changes rode in the call that carried this one."""
+        return len(self.batch) if self.batch else 1
 
 
 @define(eq=False)
@@ -318,13 +322,13 @@ class Dispatcher:
             )
         except Exception as exc:  # delivered to every caller whose change rode in this call
             for job in batch:
-                job.error, job.attempts, job.merged_with = exc, attempts, len(batch)
+                job.error, job.attempts = exc, attempts
                 _finish(job)
             return
         if limiter is not None:
             limiter.record(throttled=False)
         for job in batch:
-            job.result, job.attempts, job.merged_with = result, attempts, len(batch)
+            job.result, job.attempts = result, attempts
             _finish(job)
 
 

@@ -112,10 +112,6 @@ class Journal:
             self._db.execute("BEGIN")
             self._db.executemany("INSERT OR REPLACE INTO rows VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def counts(self) -> dict[str, int]:
-        """Rows per status."""
-        return dict(self._db.execute("SELECT status, COUNT(*) FROM rows GROUP BY status"))
-
     def close(self) -> None:
         """Close the file; everything recorded is already committed."""
         self._db.close()

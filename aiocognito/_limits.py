@@ -383,9 +383,12 @@ class RateLimiter:
         """Report one answer for this category (throttled or not)."""
         if throttled:
             self._throttled += 1
-        before = self._rate.rate(self._clock())
-        self._rate.record(self._clock(), throttled=throttled)
-        if self._rate.rate(self._clock()) > before:
+        if not self._rate.adaptive:
+            return  # a fixed rate: nothing to learn
+        now = self._clock()
+        before = self._rate.rate(now)
+        self._rate.record(now, throttled=throttled)
+        if self._rate.rate(now) > before:
             self._wake_head()  # the rate rose: the sleeping head may go sooner
 
     def statistics(self) -> CategoryStatistics:

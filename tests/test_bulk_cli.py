@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import aiocognito
-from aiocognito._bulkcli import UpdateSettings, count_rows, run_update, validate_file
+from aiocognito._bulkcli import UpdateSettings, run_update, scan_input, validate_file
 from aiocognito._demo import run_demo
 from aiocognito.testing import CustomAttribute, FakeCognito, PoolInfo
 
@@ -155,7 +155,7 @@ async def test_csv_input_delete_and_unchanged(
     path.write_text(
         "username,custom:tier,nickname\nuser3,,<delete>\nuser4,gold,\nnobody,x,\nuser5,,\n"
     )
-    assert count_rows(str(path)) == 4
+    assert scan_input(str(path))[0] == 4
     code = await run_update(settings(path, fake, pool), io.StringIO())
     assert code == 1
     user3 = fake.user_attributes(pool.id, "user3")

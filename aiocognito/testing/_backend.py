@@ -384,10 +384,6 @@ class Backend:
         """Every change applied to the user, in order."""
         return list(self._user(self._pool(pool_id), username).log or ())
 
-    def codes_for(self, pool_id: str, username: str) -> list[SentCode]:
-        """The codes sent to one user, oldest first."""
-        return [c for c in self.sent_codes if c.user_pool_id == pool_id and c.username == username]
-
     def user_count(self, pool_id: str) -> int:
         """How many users the pool holds."""
         return len(self._pool(pool_id).users)
@@ -513,7 +509,7 @@ class Backend:
         changes: dict[str, str | None] = {}
         pending = (user.pending or {}).pop(attr, None)
         if pending is not None:
-            self._check_alias(pool, user, {attr: pending})
+            self._check_alias_free(pool, user.username, {attr: pending})
             changes[attr] = pending
         changes[f"{attr}_verified"] = "true"
         self._apply(pool, user, changes, "VerifyUserAttribute")
@@ -723,7 +719,7 @@ class Backend:
                 problem = custom.check(value)
                 if problem:
                     raise _invalid(f"user.{name}: {problem}")
-        self._check_alias(pool, user, values)
+        self._check_alias_free(pool, user.username, values)
 
         verified_now = {a for a in VERIFIABLE if admin and values.get(f"{a}_verified") == "true"}
         changes: dict[str, str | None] = {}
@@ -763,9 +759,6 @@ class Backend:
             raise _null("userAttributeNames")
         self._check_names(pool, names, admin=admin)
         self._apply(pool, user, dict.fromkeys(names), operation)
-
-    def _check_alias(self, pool: _Pool, user: _User, values: Mapping[str, str]) -> None:
-        self._check_alias_free(pool, user.username, values)
 
     @staticmethod
     def _check_alias_free(pool: _Pool, username: str | None, values: Mapping[str, str]) -> None:
