@@ -1,21 +1,32 @@
 """The bulk path end to end: memory as the input grows, and the CLI's rate against the quota.
 
-Memory: ``aiocognito update`` runs in its own process over a JSONL file of 20,000 and then
-200,000 rows (one row per user), told a quota far above what it can send (``--rps 100000``),
-against a fake with no quota and no latency in another process. Peak RSS comes from the
-child's own resource usage (``os.wait4``). Streaming means the ratio between the two should
-stay near 1.
+Memory: each contender runs in its own process over a JSONL file of 20,000 and then 200,000
+rows (one row per user), against a fake with no quota and no latency in another process, and
+writes one outcome line per row. Peak RSS comes from the child's own resource usage
+(``os.wait4``); the fake's state afterwards says how many rows were applied.
+
+  aiocognito      ``aiocognito update``, as a user runs it (journal, results, failures), told
+                  a quota far above what it can send (``--rps 100000``)
+  raw-legacy      aiobotocore, ``asyncio.gather`` over the file's rows under a semaphore of 64,
+  raw-standard    in each of botocore's retry modes
+  raw-adaptive
+  boto3-threads   boto3, ``ThreadPoolExecutor(32).map`` over the file's rows, adaptive retries
+
+Streaming means aiocognito's ratio between the two sizes should stay near 1.
 
 Throughput: the CLI, file and journal included, against a fake enforcing 250 requests/s with
 20 ms latency, over 5,000 rows. The achieved rate is the requests the fake admitted divided by
 the CLI process's whole wall time (start-up included), as a share of the quota.
 
     python -m benchmarks.bulk [--runs 3] [--rate-rows 5000] [--memory-rows 20000 200000]
+                              [--contender aiocognito raw-legacy ...]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
 import json
 import os
 import statistics
@@ -23,9 +34,27 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import IO, Any
+
+import boto3
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.config import Config
 
 from aiocognito.testing import FakeCognitoProcess
+
+CONTENDERS = ("aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads")
+REGION = "us-east-1"
+KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
+CONCURRENCY = 64
+THREADS = 32
+ENV = {
+    **os.environ,
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
 
 
 def _write_rows(path: str, rows: int) -> None:
@@ -35,45 +64,103 @@ def _write_rows(path: str, rows: int) -> None:
             fh.write("\n")
 
 
-def _run_cli(path: str, url: str, pool: str, rps: str) -> dict[str, Any]:
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_EC2_METADATA_DISABLED": "true",
-    }
+def _run_child(argv: list[str]) -> dict[str, Any]:
+    """Run one contender process to the end; its wall time, peak RSS and CPU."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "aiocognito",
-            "update",
-            "--input",
-            path,
-            "--user-pool-id",
-            pool,
-            "--endpoint-url",
-            url,
-            "--region",
-            "us-east-1",
-            "--rps",
-            rps,
-            "--progress",
-            "none",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
+        [sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV
     )
+    assert proc.stderr is not None
+    errors = proc.stderr.read()  # drained as it comes, so the child never blocks on the pipe
     _pid, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in {0, 1}:  # 1: some rows failed, which the results show
+        sys.stderr.buffer.write(errors[-4000:])
     return {
         "wall": time.perf_counter() - started,
         "peak_rss_mib": usage.ru_maxrss / 1024,
         "cpu": usage.ru_utime + usage.ru_stime,
         "exit": proc.returncode,
     }
+
+
+def _run_cli(path: str, url: str, pool: str, rps: str) -> dict[str, Any]:
+    return _run_child(
+        ["-m", "aiocognito", "update", "--input", path, "--user-pool-id", pool,
+         "--endpoint-url", url, "--region", REGION, "--rps", rps, "--progress", "none"]
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------
+# The peers, written as a competent user writes a bulk script today: read the file, send every
+# row, write each row's outcome.
+
+
+def _rows(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    return enumerate(json.loads(line) for line in fh)
+
+
+def _wire(attributes: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Name": name, "Value": value} for name, value in attributes.items()]
+
+
+def _outcome(index: int, exc: Exception | None) -> str:
+    if exc is None:
+        return json.dumps({"index": index, "ok": True}) + "\n"
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+    return json.dumps({"index": index, "ok": False, "code": code}) + "\n"
+
+
+async def _raw_peer(mode: str, fh: IO[str], url: str, pool: str, out: IO[str]) -> None:
+    config = AioConfig(max_pool_connections=CONCURRENCY, retries={"mode": mode})
+    sem = asyncio.Semaphore(CONCURRENCY)
+    session = get_session()
+    async with session.create_client(
+        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
+    ) as client:
+
+        async def one(index: int, row: dict[str, Any]) -> None:
+            async with sem:
+                try:
+                    await client.admin_update_user_attributes(
+                        UserPoolId=pool,
+                        Username=row["username"],
+                        UserAttributes=_wire(row["attributes"]),
+                    )
+                except Exception as exc:  # each row's outcome is written, not raised
+                    out.write(_outcome(index, exc))
+                else:
+                    out.write(_outcome(index, None))
+
+        await asyncio.gather(*(one(index, row) for index, row in _rows(fh)))
+
+
+def _boto3_peer(fh: IO[str], url: str, pool: str, out: IO[str]) -> None:
+    config = Config(max_pool_connections=THREADS, retries={"mode": "adaptive"})
+    client = boto3.client(
+        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
+    )
+
+    def one(item: tuple[int, dict[str, Any]]) -> str:
+        index, row = item
+        try:
+            client.admin_update_user_attributes(
+                UserPoolId=pool, Username=row["username"], UserAttributes=_wire(row["attributes"])
+            )
+        except Exception as exc:  # each row's outcome is written, not raised
+            return _outcome(index, exc)
+        return _outcome(index, None)
+
+    with concurrent.futures.ThreadPoolExecutor(THREADS) as executor:
+        out.writelines(executor.map(one, _rows(fh)))
+
+
+def _peer(contender: str, path: str, url: str, pool: str) -> None:
+    with open(path) as fh, open(path.rsplit(".", 1)[0] + ".results.jsonl", "w") as out:
+        if contender == "boto3-threads":
+            _boto3_peer(fh, url, pool, out)
+        else:
+            asyncio.run(_raw_peer(contender.removeprefix("raw-"), fh, url, pool, out))
 
 
 def _fresh(path: str) -> None:
@@ -84,38 +171,83 @@ def _fresh(path: str) -> None:
             os.remove(target)
 
 
-def memory(runs: int, sizes: list[int]) -> None:
-    results: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+def _lines(path: str) -> int:
+    if not os.path.exists(path):
+        return 0
+    with open(path, "rb") as fh:
+        return sum(1 for _ in fh)
+
+
+def memory_once(contender: str, path: str, n: int) -> dict[str, Any]:
+    """One contender over the file against a fresh fake; judged from the fake's state."""
+    _fresh(path)
+    with FakeCognitoProcess(seed_users=n, user_update_rps=None, per_user_write_rps=None) as fake:
+        if contender == "aiocognito":
+            # A quota far above what one client process can send: the CLI runs flat out.
+            result = _run_cli(path, fake.endpoint_url, fake.pool_id, "100000")
+        else:
+            result = _run_child(
+                ["-m", "benchmarks.bulk", "--peer", contender, path, fake.endpoint_url,
+                 fake.pool_id]
+            )  # fmt: skip
+        values = fake.attribute("custom:tier")["values"]
+    result["applied"] = sum(1 for i in range(n) if values.get(f"user{i}") == f"t{i}")
+    result["outcomes"] = _lines(path.rsplit(".", 1)[0] + ".results.jsonl")
+    return result
+
+
+def memory(runs: int, sizes: list[int], contenders: list[str]) -> dict[str, Any]:
+    results: dict[str, dict[int, list[dict[str, Any]]]] = {
+        c: {n: [] for n in sizes} for c in contenders
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
             path = os.path.join(tmp, f"rows{n}.jsonl")
             _write_rows(path, n)
             for run in range(runs):
-                _fresh(path)
-                fake = FakeCognitoProcess(
-                    seed_users=n, user_update_rps=None, per_user_write_rps=None
-                )
-                with fake:
-                    # A quota far above what one client process can send: the CLI runs flat out.
-                    result = _run_cli(path, fake.endpoint_url, fake.pool_id, "100000")
-                results[n].append(result)
-                print(
-                    f"memory {n:,} rows run {run + 1}: peak RSS {result['peak_rss_mib']:.0f} MiB, "
-                    f"{result['wall']:.1f} s, exit {result['exit']}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-    print("| rows | peak RSS MiB (median) | spread | wall s | rows/s |\n|---:|---:|---:|---:|---:|")
-    for n, rs in results.items():
-        rss = [r["peak_rss_mib"] for r in rs]
-        wall = statistics.median(r["wall"] for r in rs)
-        print(
-            f"| {n:,} | {statistics.median(rss):.0f} | {min(rss):.0f} to {max(rss):.0f} | "
-            f"{wall:.1f} | {n / wall:,.0f} |"
-        )
+                for contender in contenders:
+                    result = memory_once(contender, path, n)
+                    results[contender][n].append(result)
+                    print(
+                        f"memory {n:,} rows run {run + 1} {contender:13}: peak RSS "
+                        f"{result['peak_rss_mib']:.0f} MiB, {result['wall']:.1f} s, applied "
+                        f"{result['applied']:,}, outcomes {result['outcomes']:,}, exit "
+                        f"{result['exit']}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+    print(memory_table(results, sizes))
+    return {c: {str(n): rs for n, rs in by_n.items()} for c, by_n in results.items()}
+
+
+def memory_table(results: dict[str, dict[int, list[dict[str, Any]]]], sizes: list[int]) -> str:
+    """Contenders as rows: median peak RSS at each size, the ratio, and what was applied."""
+    head = "| contender | " + " | ".join(f"peak RSS MiB, {n:,} rows" for n in sizes)
+    rule = "|---|" + "---:|" * len(sizes)
     if len(sizes) == 2:
-        small, large = (statistics.median(r["peak_rss_mib"] for r in results[n]) for n in sizes)
-        print(f"\npeak RSS ratio {sizes[1]:,} / {sizes[0]:,} rows: {large / small:.3f}")
+        head += f" | **RSS ratio {sizes[1]:,} ÷ {sizes[0]:,}**"
+        rule += "---:|"
+    largest = sizes[-1]
+    head += f" | rows/s, {largest:,} rows | applied, {largest:,} rows | outcomes written |"
+    rule += "---:|---:|---:|"
+    lines = [head, rule]
+    for contender, by_n in results.items():
+        rss = {n: statistics.median(r["peak_rss_mib"] for r in by_n[n]) for n in sizes}
+        cells = [
+            f"{rss[n]:.0f} ({min(r['peak_rss_mib'] for r in by_n[n]):.0f} to "
+            f"{max(r['peak_rss_mib'] for r in by_n[n]):.0f})"
+            for n in sizes
+        ]
+        if len(sizes) == 2:
+            cells.append(f"**{rss[sizes[1]] / rss[sizes[0]]:.3f}**")
+        runs = by_n[largest]
+        cells += [
+            f"{largest / statistics.median(r['wall'] for r in runs):,.0f}",
+            f"{min(r['applied'] for r in runs):,}",  # the worst run
+            f"{min(r['outcomes'] for r in runs):,}",
+        ]
+        lines.append(f"| {contender} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def throughput(runs: int, rows: int, quota: int = 250) -> None:
@@ -153,13 +285,22 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--memory-rows", type=int, nargs="*", default=[20_000, 200_000])
     parser.add_argument("--rate-rows", type=int, default=5000)
+    parser.add_argument("--contender", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-rate", action="store_true")
+    parser.add_argument("--json", help="also write every memory run's figures here")
+    parser.add_argument("--peer", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.peer:
+        _peer(*args.peer)
+        return
     if not args.skip_rate:
         throughput(args.runs, args.rate_rows)
     if not args.skip_memory:
-        memory(args.runs, args.memory_rows)
+        figures = memory(args.runs, args.memory_rows, args.contender)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(figures, fh, indent=1)
 
 
 if __name__ == "__main__":
