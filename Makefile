@@ -41,9 +41,10 @@ $(BENCH_STAMP): $(STAMP)
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	$(BIN)/python -m benchmarks.engine --runs 3 --plots benchmarks/results
-	$(BIN)/python -m benchmarks.overhead --runs 5
-	$(BIN)/python -m benchmarks.bulk --runs 3
+	$(BIN)/python -m benchmarks.engine --runs 3 --plots benchmarks/results \
+		--json benchmarks/results/engine.json
+	$(BIN)/python -m benchmarks.overhead --runs 5 --json benchmarks/results/overhead.json
+	$(BIN)/python -m benchmarks.bulk --runs 3 --json benchmarks/results/memory.json
 	$(BIN)/python -m benchmarks.fake_server --runs 3
 	$(BIN)/python -m benchmarks.fake_server --memory
 
@@ -58,7 +59,8 @@ bench-overhead: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.overhead --runs 5
 
 bench-engine: $(BENCH_STAMP)
-	$(BIN)/python -m benchmarks.engine --runs 3 --plots benchmarks/results
+	$(BIN)/python -m benchmarks.engine --runs 3 --plots benchmarks/results \
+		--json benchmarks/results/engine.json
 
 bench-bulk: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.bulk --runs 3

@@ -49,6 +49,7 @@ REGION = "us-east-1"
 KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
 CONCURRENCY = 64
 THREADS = 32
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where -m benchmarks runs
 ENV = {
     **os.environ,
     "AWS_ACCESS_KEY_ID": "bench",
@@ -68,10 +69,15 @@ def _run_child(argv: list[str]) -> dict[str, Any]:
     """Run one contender process to the end; its wall time, peak RSS and CPU."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV
+        [sys.executable, *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=ENV,
+        cwd=ROOT,
     )
     assert proc.stderr is not None
-    errors = proc.stderr.read()  # drained as it comes, so the child never blocks on the pipe
+    with proc.stderr:
+        errors = proc.stderr.read()  # drained as it comes, so the child never blocks on the pipe
     _pid, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode not in {0, 1}:  # 1: some rows failed, which the results show

@@ -44,6 +44,7 @@ from botocore.config import Config
 import aiocognito
 from aiocognito.testing import FakeCognitoProcess
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where -m benchmarks runs
 REGION = "us-east-1"
 KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
 CONCURRENCY = 64
@@ -71,7 +72,7 @@ class Scenario:
 
 SCENARIOS = {
     "known": Scenario(
-        "known", 250, 20, description="5,000 admin updates, a 250/s quota, 20 ms latency"
+        "known", 250, 20, description="admin updates, a 250/s quota, 20 ms latency"
     ),
     "unknown": Scenario(
         "unknown",
@@ -95,11 +96,11 @@ SCENARIOS = {
     ),
     "web": Scenario(
         "web", 250, 20, web_rps=5.0,
-        description="a bulk job of 5,000 updates while 5 per-call updates/s arrive",
+        description="a bulk job while 5 per-call updates/s arrive",
     ),
     "hot": Scenario(
         "hot", 250, 20, hot=True,
-        description="5,000 updates, 20 % of them to 1 % of the users",
+        description="20 % of the updates go to 1 % of the users",
     ),
 }  # fmt: skip
 WEB_USERS = 1000  # seeded beyond the bulk job's users, one per per-call update
@@ -314,10 +315,7 @@ async def _contender(
     if name == "aiocognito":
         outcome = await _run_aiocognito(scenario, url, pool, n, tag, updates)
     elif name == "boto3-threads":
-        if scenario.web_rps:
-            raise SystemExit("boto3-threads does not run the web scenario")
-        failures, timed_out = await asyncio.to_thread(_boto3_threads, url, pool, updates)
-        outcome = failures, timed_out, time.perf_counter() - started, {}
+        outcome = await _run_boto3(scenario, url, pool, n, tag, updates)
     else:
         outcome = await _run_raw(name.removeprefix("raw-"), scenario, url, pool, n, tag, updates)
     failures, timed_out, bulk_wall, extra = outcome
@@ -337,22 +335,54 @@ async def _contender(
     }
 
 
+def _boto3_client(url: str) -> Any:
+    config = Config(max_pool_connections=THREADS, retries={"mode": "adaptive"})
+    return boto3.client("cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS)
+
+
+def _boto3_update(client: Any, pool: str, user: str, value: str) -> Any:
+    return client.admin_update_user_attributes(
+        UserPoolId=pool, Username=user, UserAttributes=[{"Name": "custom:tier", "Value": value}]
+    )
+
+
+async def _run_boto3(
+    scenario: Scenario, url: str, pool: str, n: int, tag: str, updates: list[tuple[str, str]]
+) -> Outcome:
+    """The bulk job in a pool of 32 threads; per-call updates on a second client, in threads of
+    their own, as a threaded web server beside a migration script would send them."""
+    started = time.perf_counter()
+    bulk_done = asyncio.Event()
+    extra: dict[str, Any] = {}
+    loop = asyncio.get_running_loop()
+    with concurrent.futures.ThreadPoolExecutor(THREADS) as web_threads:  # threads start lazily
+        web = None
+        if scenario.web_rps:
+            web_client = _boto3_client(url)
+
+            async def web_update(user: str, value: str) -> Any:
+                call = functools.partial(_boto3_update, web_client, pool, user, value)
+                return await loop.run_in_executor(web_threads, call)
+
+            web = asyncio.create_task(_web(web_update, scenario.web_rps, n, tag, bulk_done))
+        failures, timed_out = await asyncio.to_thread(_boto3_threads, url, pool, updates)
+        bulk_wall = time.perf_counter() - started
+        bulk_done.set()
+        if web is not None:
+            extra.update(await web)
+    return failures, timed_out, bulk_wall, extra
+
+
 def _boto3_threads(
     url: str, pool: str, users: list[tuple[str, str]]
 ) -> tuple[dict[int, str], bool]:
     """boto3 in a thread pool, adaptive retries: how many synchronous scripts do it."""
-    config = Config(max_pool_connections=THREADS, retries={"mode": "adaptive"})
-    client = boto3.client(
-        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
-    )
+    client = _boto3_client(url)
     failures: dict[int, str] = {}
 
     def one(index: int, user: str, value: str) -> None:
         try:
-            client.admin_update_user_attributes(
-                UserPoolId=pool, Username=user,
-                UserAttributes=[{"Name": "custom:tier", "Value": value}],
-            )  # fmt: skip
+            _boto3_update(client, pool, user, value)
         except Exception as exc:  # recorded by code, as for the other contenders
             failures[index] = str(
                 getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
@@ -386,9 +416,12 @@ def run_once(scenario: Scenario, contender: str, n: int, run: int) -> dict[str, 
                 [sys.executable, "-m", "benchmarks.engine", "--worker", contender,
                  scenario.name, fake.endpoint_url, fake.pool_id, str(n), tag],
                 capture_output=True, text=True, check=True, timeout=time_limit() + 10,
-                env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"},
+                env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}, cwd=ROOT,
             )  # fmt: skip
             result: dict[str, Any] = json.loads(out.stdout)
+        except subprocess.CalledProcessError as exc:
+            sys.stderr.write(exc.stderr[-4000:])  # the contender's own traceback
+            raise
         except subprocess.TimeoutExpired:
             # The contender did not even stop at its own time limit (its retries and client-side
             # rate limiter kept going). Report what the server saw; its own counts are unknown.
@@ -398,6 +431,22 @@ def run_once(scenario: Scenario, contender: str, n: int, run: int) -> dict[str, 
             }  # fmt: skip
         stats = fake.stats()
         state = fake.attribute("custom:tier")
+    return judge(scenario, n, tag, result, stats, state)
+
+
+def judge(
+    scenario: Scenario,
+    n: int,
+    tag: str,
+    result: dict[str, Any],
+    stats: dict[str, Any],
+    state: dict[str, Any],
+) -> dict[str, Any]:
+    """Add the server's view to a contender's own figures.
+
+    ``stats`` and ``state`` are the fake's ``/_fake/stats`` and its view of ``custom:tier``
+    (values and per-user history) after the run.
+    """
     requests = sum(c for op, _o, c in stats["requests"] if op == "AdminUpdateUserAttributes")
     throttled = sum(
         c
@@ -415,34 +464,34 @@ def run_once(scenario: Scenario, contender: str, n: int, run: int) -> dict[str, 
     timeline = stats["quotas"]["UserUpdate"]["timeline"]
     after5 = [admitted for second, admitted, _t in timeline if second >= 5][:-1]
     bulk_ok = n - (result["failed"] or 0)
-    result.update(
-        requests=requests,
-        throttled=throttled,
-        throttled_share=throttled / max(requests, 1),
-        requests_per_update=requests / n,
+    return {
+        **result,
+        "requests": requests,
+        "throttled": throttled,
+        "throttled_share": throttled / max(requests, 1),
+        "requests_per_update": requests / n,
         # Lost: reported done, yet the server does not hold the user's last value. (A row
         # reported failed may still have landed, e.g. applied and then reset; no loss.)
-        lost=len(wrong - failed_users) if not result["timed_out"] else None,
-        not_applied=len(wrong),
+        "lost": len(wrong - failed_users) if not result["timed_out"] else None,
+        "not_applied": len(wrong),
         # Out of order: a user whose applied values are not in submission order.
-        out_of_order=sum(1 for h in history.values() if h != sorted(h)),
-        efficiency=result["wall"] / (n / scenario.quota),
-        rate_after_5s=(statistics.mean(after5) / scenario.quota) if after5 else None,
-        bulk_share=bulk_ok / result["bulk_wall"] / scenario.quota
+        "out_of_order": sum(1 for h in history.values() if h != sorted(h)),
+        "efficiency": result["wall"] / (n / scenario.quota),
+        "rate_after_5s": (statistics.mean(after5) / scenario.quota) if after5 else None,
+        "bulk_share": bulk_ok / result["bulk_wall"] / scenario.quota
         if result.get("bulk_wall")
         else None,
-        faults_injected=stats["faults_injected"],
-        timeline=timeline,
-    )
-    return result
+        "faults_injected": stats["faults_injected"],
+        "timeline": timeline,
+    }
 
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _num(value: float) -> str:
-    return "n/a" if math.isnan(value) else f"{value:.0f}"  # NaN: not known for any run
+def _num(value: float, spec: str = ".0f") -> str:
+    return "n/a" if math.isnan(value) else format(value, spec)  # NaN: not known for any run
 
 
 def table(scenario: Scenario, results: dict[str, list[dict[str, Any]]], n: int) -> str:
@@ -478,14 +527,14 @@ def table(scenario: Scenario, results: dict[str, list[dict[str, Any]]], n: int) 
         )
         row = (
             f"| {contender}{note} | {med('wall'):.1f} ({spread}) | {med('efficiency'):.3f} | "
-            f"{med('rate_after_5s'):.2f} | {med('requests_per_update'):.2f} | "
+            f"{_num(med('rate_after_5s'), '.2f')} | {med('requests_per_update'):.2f} | "
             f"{100 * med('throttled_share'):.1f} | {_num(med('failed'))} | {_num(med('lost'))} | "
             f"{_num(med('not_applied'))} | {cpu()} | {_num(med('peak_rss_mib'))} |"
         )
         if scenario.web_rps:
             row += (
-                f" {med('web_p50_ms'):.0f} | {med('web_p99_ms'):.0f} | "
-                f"{_num(med('web_failed'))} | {med('bulk_share'):.2f} |"
+                f" {_num(med('web_p50_ms'))} | {_num(med('web_p99_ms'))} | "
+                f"{_num(med('web_failed'))} | {_num(med('bulk_share'), '.2f')} |"
             )
         if scenario.hot:
             row += f" {_num(med('calls_saved'))} | {_num(med('out_of_order'))} |"
@@ -525,8 +574,16 @@ def _versus_best_peer(results: dict[str, list[dict[str, Any]]]) -> str:
     )
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run whose wall time is the median (the lower middle one for an even count)."""
+    return sorted(runs, key=lambda r: r["wall"])[(len(runs) - 1) // 2]
+
+
 def plot(name: str, scenario: Scenario, results: dict[str, list[dict[str, Any]]], path: str) -> str:
-    """Achieved throughput per second against the quota, one line per contender (first run)."""
+    """Achieved throughput per second against the quota, one line per contender.
+
+    Each contender's line is its median run by wall time, from the same runs as the table.
+    """
     try:
         import matplotlib
 
@@ -536,7 +593,7 @@ def plot(name: str, scenario: Scenario, results: dict[str, list[dict[str, Any]]]
         return "(matplotlib is not installed: pip install '.[bench]' for plots)"
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for contender, runs in results.items():
-        timeline = runs[0].get("timeline") or []
+        timeline = median_run(runs).get("timeline") or []
         ax.plot([t[0] for t in timeline], [t[1] for t in timeline], label=contender)
     ax.axhline(scenario.quota, color="black", linestyle="--", linewidth=1, label="quota")
     ax.set_xlabel("seconds since the fake server started")
@@ -578,11 +635,9 @@ def main() -> None:
     everything: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for name in args.scenario:
         scenario = SCENARIOS[name]
-        # boto3 in threads is a whole-job peer; it has no separate per-call client to run.
-        contenders = [c for c in args.contender if not (scenario.web_rps and c == "boto3-threads")]
-        results: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
+        results: dict[str, list[dict[str, Any]]] = {c: [] for c in args.contender}
         for run in range(args.runs):
-            for contender in contenders:
+            for contender in args.contender:
                 r = run_once(scenario, contender, args.updates, run)
                 results[contender].append(r)
                 print(
