@@ -237,22 +237,35 @@ def memory_table(results: dict[str, dict[int, list[dict[str, Any]]]], sizes: lis
     head += f" | rows/s, {largest:,} rows | applied, {largest:,} rows | outcomes written |"
     rule += "---:|---:|---:|"
     lines = [head, rule]
+    figures: dict[str, list[float]] = {}
     for contender, by_n in results.items():
         rss = {n: statistics.median(r["peak_rss_mib"] for r in by_n[n]) for n in sizes}
+        runs = by_n[largest]
+        rate = largest / statistics.median(r["wall"] for r in runs)
+        figures[contender] = [rss[n] for n in sizes]
         cells = [
             f"{rss[n]:.0f} ({min(r['peak_rss_mib'] for r in by_n[n]):.0f} to "
             f"{max(r['peak_rss_mib'] for r in by_n[n]):.0f})"
             for n in sizes
         ]
         if len(sizes) == 2:
-            cells.append(f"**{rss[sizes[1]] / rss[sizes[0]]:.3f}**")
-        runs = by_n[largest]
+            figures[contender].append(rss[sizes[1]] / rss[sizes[0]])
+            cells.append(f"**{figures[contender][-1]:.3f}**")
+        figures[contender].append(rate)
         cells += [
-            f"{largest / statistics.median(r['wall'] for r in runs):,.0f}",
+            f"{rate:,.0f}",
             f"{min(r['applied'] for r in runs):,}",  # the worst run
             f"{min(r['outcomes'] for r in runs):,}",
         ]
         lines.append(f"| {contender} | " + " | ".join(cells) + " |")
+    # The best peer: the one with the smallest peak RSS on the largest input.
+    peers = [c for c in results if c != "aiocognito"]
+    if "aiocognito" in figures and peers:
+        best = min(peers, key=lambda c: figures[c][len(sizes) - 1])
+        ratios = [
+            f"{a / b:.2f}x" for a, b in zip(figures["aiocognito"], figures[best], strict=True)
+        ]
+        lines.append(f"| *aiocognito ÷ {best}* | " + " | ".join(ratios) + " | | |")
     return "\n".join(lines)
 
 

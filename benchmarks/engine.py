@@ -494,84 +494,121 @@ def _num(value: float, spec: str = ".0f") -> str:
     return "n/a" if math.isnan(value) else format(value, spec)  # NaN: not known for any run
 
 
-def table(scenario: Scenario, results: dict[str, list[dict[str, Any]]], n: int) -> str:
-    """One Markdown table: contenders as rows, medians of the runs as columns."""
-    extra_head, extra_rule = "", ""
-    if scenario.web_rps:
-        extra_head, extra_rule = (
-            " per-call p50 ms | per-call p99 ms | per-call failed | bulk share |",
-            "---:|---:|---:|---:|",
-        )
-    if scenario.hot:
-        extra_head, extra_rule = " calls saved | out of order |", "---:|---:|"
+Runs = list[dict[str, Any]]
+
+
+@attrs.frozen
+class Column:
+    """One table column: a header, the median figure over a contender's runs, a format."""
+
+    header: str
+    figure: Callable[[Runs], float]
+    spec: str = ".0f"
+
+
+def _median_of(key: str, scale: float = 1.0) -> Callable[[Runs], float]:
+    return lambda runs: scale * _median([float(r[key]) for r in runs if r.get(key) is not None])
+
+
+def _cpu(runs: Runs) -> float:
+    return _median([r["cpu_user"] + r["cpu_sys"] for r in runs if r.get("cpu_user") is not None])
+
+
+COLUMNS = (
+    Column("wall s", _median_of("wall"), ".1f"),
+    Column("wall ÷ (N/quota)", _median_of("efficiency"), ".3f"),
+    Column("rate after 5 s ÷ quota", _median_of("rate_after_5s"), ".2f"),
+    Column("requests/update", _median_of("requests_per_update"), ".2f"),
+    Column("throttled %", _median_of("throttled_share", 100), ".1f"),
+    Column("failed", _median_of("failed"), ",.0f"),
+    Column("lost", _median_of("lost"), ",.0f"),
+    Column("not applied", _median_of("not_applied"), ",.0f"),
+    Column("client CPU s (user + sys)", _cpu, ".1f"),
+    Column("peak RSS MiB", _median_of("peak_rss_mib")),
+)
+WEB_COLUMNS = (
+    Column("per-call p50 ms", _median_of("web_p50_ms")),
+    Column("per-call p99 ms", _median_of("web_p99_ms")),
+    Column("per-call failed", _median_of("web_failed")),
+    Column("bulk share of quota", _median_of("bulk_share"), ".2f"),
+)
+HOT_COLUMNS = (
+    Column("calls saved", _median_of("calls_saved"), ",.0f"),
+    Column("users out of order", _median_of("out_of_order")),
+)
+
+
+def columns(scenario: Scenario) -> tuple[Column, ...]:
+    extra = WEB_COLUMNS if scenario.web_rps else HOT_COLUMNS if scenario.hot else ()
+    return COLUMNS + extra
+
+
+def table(scenario: Scenario, results: dict[str, Runs], n: int) -> str:
+    """One Markdown table: contenders as rows, medians of the runs as columns.
+
+    The wall time also shows its spread over the runs. The last row gives each of
+    aiocognito's figures as a ratio to the best peer's (see :func:`best_peer`).
+    """
+    cols = columns(scenario)
     lines = [
         f"### {scenario.name}: {scenario.description} "
         f"(N = {n:,}, N/quota = {n / scenario.quota:.1f} s)",
         "",
-        "| contender | wall s | wall ÷ (N/quota) | rate after 5 s ÷ quota | requests/update "
-        "| throttled % | failed | lost | not applied | client CPU s | peak RSS MiB |" + extra_head,
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + extra_rule,
-    ]  # fmt: skip
+        "| contender | " + " | ".join(c.header for c in cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
     for contender, runs in results.items():
-
-        def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
-            return _median([float(r[key]) for r in runs if r.get(key) is not None])
-
-        def cpu(runs: list[dict[str, Any]] = runs) -> str:
-            known = [r["cpu_user"] + r["cpu_sys"] for r in runs if r.get("cpu_user") is not None]
-            return f"{_median(known):.1f}" if known else "n/a"
-
-        spread = f"{min(r['wall'] for r in runs):.1f} to {max(r['wall'] for r in runs):.1f}"
-        note = (
-            f" (did not finish in {time_limit():g} s)" if any(r["timed_out"] for r in runs) else ""
-        )
-        row = (
-            f"| {contender}{note} | {med('wall'):.1f} ({spread}) | {med('efficiency'):.3f} | "
-            f"{_num(med('rate_after_5s'), '.2f')} | {med('requests_per_update'):.2f} | "
-            f"{100 * med('throttled_share'):.1f} | {_num(med('failed'))} | {_num(med('lost'))} | "
-            f"{_num(med('not_applied'))} | {cpu()} | {_num(med('peak_rss_mib'))} |"
-        )
-        if scenario.web_rps:
-            row += (
-                f" {_num(med('web_p50_ms'))} | {_num(med('web_p99_ms'))} | "
-                f"{_num(med('web_failed'))} | {_num(med('bulk_share'), '.2f')} |"
-            )
-        if scenario.hot:
-            row += f" {_num(med('calls_saved'))} | {_num(med('out_of_order'))} |"
-        lines.append(row)
-    lines += ["", _versus_best_peer(results)]
+        cells = [_num(c.figure(runs), c.spec) for c in cols]
+        cells[0] += f" ({min(r['wall'] for r in runs):.1f} to {max(r['wall'] for r in runs):.1f})"
+        stopped = any(r["timed_out"] for r in runs)
+        note = f" (did not finish in {time_limit():g} s)" if stopped else ""
+        lines.append(f"| {contender}{note} | " + " | ".join(cells) + " |")
+    best = best_peer(results)
+    if best is not None and "aiocognito" in results:
+        ours, theirs = results["aiocognito"], results[best]
+        ratios = [_ratio(c.figure(ours), c.figure(theirs)) for c in cols]
+        lines.append(f"| *aiocognito ÷ {best}* | " + " | ".join(ratios) + " |")
+        lines += ["", _versus_best_peer(results, best)]
     return "\n".join(lines)
 
 
-def _versus_best_peer(results: dict[str, list[dict[str, Any]]]) -> str:
-    """aiocognito's key figures as ratios against the best peer of the same run."""
-    ours = results.get("aiocognito")
+def _ratio(ours: float, theirs: float) -> str:
+    if math.isnan(ours) or math.isnan(theirs):
+        return "n/a"
+    if ours == theirs == 0:
+        return "both 0"
+    return f"{ours / theirs:.2f}x" if theirs else "n/a"
+
+
+def _clean(runs: Runs) -> bool:
+    return not any(r["timed_out"] or r["failed"] or r["lost"] for r in runs)
+
+
+def best_peer(results: dict[str, Runs]) -> str | None:
+    """The fastest peer that failed and lost nothing in any run, else the fastest peer."""
     peers = {name: runs for name, runs in results.items() if name != "aiocognito"}
-    if not ours or not peers:
-        return ""
+    candidates = {name: runs for name, runs in peers.items() if _clean(runs)} or peers
+    if not candidates:
+        return None
+    wall = _median_of("wall")
+    return min(candidates, key=lambda name: wall(candidates[name]))
 
-    def med(runs: list[dict[str, Any]], key: str) -> float:
-        return _median([float(r[key]) for r in runs if r.get(key) is not None])
 
-    def clean(runs: list[dict[str, Any]]) -> bool:
-        return not any(r["timed_out"] or r["failed"] or r["lost"] for r in runs)
-
-    # The best peer: the fastest that failed and lost nothing, else the fastest.
-    candidates = {n: r for n, r in peers.items() if clean(r)} or peers
-    best = min(candidates, key=lambda name: med(candidates[name], "wall"))
-    cpu_ours = med(ours, "cpu_user") + med(ours, "cpu_sys")
-    cpu_best = med(peers[best], "cpu_user") + med(peers[best], "cpu_sys")
-
-    def ratio(a: float, b: float) -> str:
-        return "n/a" if math.isnan(a) or math.isnan(b) or not b else f"{a / b:.2f}x"
-
-    qualifier = "" if best in {n for n, r in peers.items() if clean(r)} else ": none did"
-    per_update = ratio(med(ours, "requests_per_update"), med(peers[best], "requests_per_update"))
-    return (
-        f"aiocognito against the best peer ({best}, the fastest that failed and lost nothing"
-        f"{qualifier}): wall {ratio(med(ours, 'wall'), med(peers[best], 'wall'))}, "
-        f"client CPU {ratio(cpu_ours, cpu_best)}, requests per update {per_update}."
+def _versus_best_peer(results: dict[str, Runs], best: str) -> str:
+    """aiocognito's key figures as ratios against the best peer of the same run, in words."""
+    ours, theirs = results["aiocognito"], results[best]
+    why = (
+        "the fastest that failed and lost nothing"
+        if _clean(theirs)
+        else "the fastest; every peer failed or lost updates"
     )
+    figures = {
+        "wall": _median_of("wall"),
+        "client CPU": _cpu,
+        "requests per update": _median_of("requests_per_update"),
+    }
+    said = ", ".join(f"{k} {_ratio(f(ours), f(theirs))}" for k, f in figures.items())
+    return f"aiocognito against the best peer ({best}, {why}): {said}."
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:

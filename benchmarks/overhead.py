@@ -211,6 +211,17 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
             f"| {contender} | {kind} | {m['cpu_us_per_call']:.0f} | {m['calls_per_s']:.0f} | "
             f"{ratio} |"
         )
+    # The best peer for the admin call: the one with the least CPU per call.
+    peers = [c for c in med if _kind(c) == "admin" and c != "aiocognito"]
+    if "aiocognito" in med and peers:
+        best = min(peers, key=lambda c: med[c]["cpu_us_per_call"])
+        ours, theirs = med["aiocognito"], med[best]
+        lines += [
+            "",
+            f"aiocognito against the best peer ({best}, the least CPU per admin call): CPU per "
+            f"call {ours['cpu_us_per_call'] / theirs['cpu_us_per_call']:.2f}x, calls/s "
+            f"{ours['calls_per_s'] / theirs['calls_per_s']:.2f}x.",
+        ]
     return "\n".join(lines)
 
 

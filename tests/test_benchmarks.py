@@ -120,10 +120,26 @@ def test_the_best_peer_is_the_fastest_that_failed_and_lost_nothing() -> None:
         "slow": [_run(40, 14.0)] * 3,
         "slower": [_run(60, 10.0)] * 3,
     }
-    line = engine._versus_best_peer(results)
-    assert line.startswith("aiocognito against the best peer (slow,")
-    assert "wall 0.53x" in line  # 21 / 40, medians
-    assert "client CPU 0.50x" in line  # 7 / 14
+    assert engine.best_peer(results) == "slow"
+    text = engine.table(KNOWN, results, 5000)
+    ratios = text.splitlines()[-3].split(" | ")
+    assert ratios[0] == "| *aiocognito ÷ slow*"
+    assert ratios[1] == "0.53x"  # wall: 21 / 40, medians
+    assert ratios[6] == "both 0"  # failed
+    assert ratios[9] == "0.50x"  # client CPU: 7 / 14
+    assert "(slow, the fastest that failed and lost nothing): wall 0.53x" in text
+
+
+def test_when_every_peer_failed_the_best_is_the_fastest_and_the_table_says_so() -> None:
+    results = {
+        "aiocognito": [_run(20, 6.0)],
+        "legacy": [_run(4, 1.0, failed=3000)],
+        "standard": [_run(20, 7.0, failed=120)],
+    }
+    assert engine.best_peer(results) == "legacy"
+    assert "(legacy, the fastest; every peer failed or lost updates)" in engine.table(
+        KNOWN, results, 5000
+    )
 
 
 def test_table_has_a_row_per_contender_and_marks_a_stopped_one() -> None:
@@ -138,6 +154,7 @@ def test_table_has_a_row_per_contender_and_marks_a_stopped_one() -> None:
     assert [row.split(" | ")[0] for row in rows] == [
         "| aiocognito",
         "| raw-adaptive (did not finish in 60 s)",  # the limit set below
+        "| *aiocognito ÷ raw-adaptive*",
     ]
     assert " | n/a | " in rows[1]  # unknown figures are n/a, never zero
     assert "N/quota = 20.0 s" in text
@@ -162,9 +179,25 @@ def test_overhead_table_gives_ratios_against_raw_aiobotocore_for_the_same_call()
         "aiocognito-token": [{"cpu_us_per_call": 90.0, "calls_per_s": 1.0}],
         "raw-legacy-token": [{"cpu_us_per_call": 60.0, "calls_per_s": 1.0}],
     }
-    rows = overhead.table(figures).splitlines()[2:]
-    assert rows[0].endswith("| **1.10** |")
-    assert rows[2].endswith("| **1.50** |")
+    lines = overhead.table(figures).splitlines()
+    assert lines[2].endswith("| **1.10** |")
+    assert lines[4].endswith("| **1.50** |")
+    assert "best peer (raw-legacy, the least CPU per admin call): CPU per call 1.10x" in lines[-1]
+
+
+def test_memory_table_gives_the_growth_and_the_ratio_to_the_leanest_peer() -> None:
+    def runs(rss: float, wall: float) -> list[dict[str, Any]]:
+        return [{"peak_rss_mib": rss, "wall": wall, "applied": 10, "outcomes": 10}]
+
+    figures = {
+        "aiocognito": {1: runs(60, 1.0), 10: runs(66, 10.0)},
+        "raw-legacy": {1: runs(60, 1.0), 10: runs(120, 5.0)},
+        "boto3-threads": {1: runs(60, 1.0), 10: runs(110, 8.0)},
+    }
+    lines = bulk.memory_table(figures, [1, 10]).splitlines()
+    assert lines[2].split(" | ")[3] == "**1.100**"  # 66 / 60
+    assert lines[3].split(" | ")[3] == "**2.000**"
+    assert lines[-1].startswith("| *aiocognito ÷ boto3-threads* | 1.00x | 0.60x | 0.60x | 0.80x |")
 
 
 # ------------------------------------------------------------------------------------------
