@@ -43,19 +43,17 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 
 from aiocognito.testing import FakeCognitoProcess
-
-CONTENDERS = ("aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads")
-REGION = "us-east-1"
-KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
-CONCURRENCY = 64
-THREADS = 32
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where -m benchmarks runs
-ENV = {
-    **os.environ,
-    "AWS_ACCESS_KEY_ID": "bench",
-    "AWS_SECRET_ACCESS_KEY": "bench",
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
+from benchmarks._common import (
+    CONCURRENCY,
+    CONTENDERS,
+    KEYS,
+    REGION,
+    ROOT,
+    THREADS,
+    child_env,
+    command_line,
+    describe_run,
+)
 
 
 def _write_rows(path: str, rows: int) -> None:
@@ -72,7 +70,7 @@ def _run_child(argv: list[str]) -> dict[str, Any]:
         [sys.executable, *argv],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
-        env=ENV,
+        env=child_env(),
         cwd=ROOT,
     )
     assert proc.stderr is not None
@@ -313,6 +311,7 @@ def main() -> None:
     if args.peer:
         _peer(*args.peer)
         return
+    print(f"Run: {describe_run()}\nCommand: {command_line()}\n", flush=True)
     if not args.skip_rate:
         throughput(args.runs, args.rate_rows)
     if not args.skip_memory:

@@ -43,11 +43,17 @@ from botocore.config import Config
 
 import aiocognito
 from aiocognito.testing import FakeCognitoProcess
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where -m benchmarks runs
-REGION = "us-east-1"
-KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
-CONCURRENCY = 64
+from benchmarks._common import (
+    CONCURRENCY,
+    CONTENDERS,
+    KEYS,
+    REGION,
+    ROOT,
+    THREADS,
+    child_env,
+    command_line,
+    describe_run,
+)
 
 
 def time_limit() -> float:
@@ -104,8 +110,6 @@ SCENARIOS = {
     ),
 }  # fmt: skip
 WEB_USERS = 1000  # seeded beyond the bulk job's users, one per per-call update
-CONTENDERS = ("aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads")
-THREADS = 32
 
 
 # ------------------------------------------------------------------------------------------
@@ -416,7 +420,7 @@ def run_once(scenario: Scenario, contender: str, n: int, run: int) -> dict[str, 
                 [sys.executable, "-m", "benchmarks.engine", "--worker", contender,
                  scenario.name, fake.endpoint_url, fake.pool_id, str(n), tag],
                 capture_output=True, text=True, check=True, timeout=time_limit() + 10,
-                env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}, cwd=ROOT,
+                env=child_env(), cwd=ROOT,
             )  # fmt: skip
             result: dict[str, Any] = json.loads(out.stdout)
         except subprocess.CalledProcessError as exc:
@@ -669,6 +673,7 @@ def main() -> None:
             json.dumps(asyncio.run(_contender(name, SCENARIOS[scenario], url, pool, int(n), tag)))
         )
         return
+    print(f"Run: {describe_run()}\nCommand: {command_line()}\n", flush=True)
     everything: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for name in args.scenario:
         scenario = SCENARIOS[name]

@@ -28,6 +28,7 @@ import time
 import aiohttp
 
 from aiocognito.testing import CustomAttribute, FakeCognito, FakeCognitoProcess
+from benchmarks._common import command_line, describe_run
 
 TARGET = "AWSCognitoIdentityProviderService.AdminUpdateUserAttributes"
 SIGNED = "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/cognito-idp/aws4_request"
@@ -160,6 +161,7 @@ def main() -> None:
         "--memory", action="store_true", help="measure seeding speed and memory instead"
     )
     args = parser.parse_args()
+    print(f"Run: {describe_run()}\nCommand: {command_line()}\n", flush=True)
     if args.memory:
         memory()
     else:

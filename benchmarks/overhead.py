@@ -27,7 +27,6 @@ import base64
 import concurrent.futures
 import contextlib
 import json
-import os
 import socket
 import statistics
 import subprocess
@@ -43,8 +42,15 @@ from botocore import UNSIGNED
 from botocore.config import Config
 
 import aiocognito
-
-CONCURRENCY = 64
+from benchmarks._common import (
+    CONCURRENCY,
+    KEYS,
+    ROOT,
+    THREADS,
+    child_env,
+    command_line,
+    describe_run,
+)
 
 
 def _token(i: int) -> str:
@@ -57,15 +63,11 @@ TOKENS = [_token(i) for i in range(20_000)]
 POOL = "eu-west-1_Bench1"
 ATTRS = {"custom:tier": "gold", "nickname": "n"}
 WIRE_ATTRS = [{"Name": k, "Value": v} for k, v in ATTRS.items()]
-KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
 
 CONTENDERS = [
     "aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads",
     "aiocognito-token", "raw-legacy-token",
 ]  # fmt: skip
-THREADS = 32
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where -m benchmarks runs
-ENV = {**os.environ, "AWS_EC2_METADATA_DISABLED": "true"}
 # Each contender's CPU is also given as a ratio against raw aiobotocore's default (legacy
 # retries) making the same kind of call: the target is set against that.
 BASELINE = {"token": "raw-legacy-token", "admin": "raw-legacy"}
@@ -173,7 +175,7 @@ def stub_server() -> Iterator[str]:
     """The trivial server in a process of its own; yields its URL."""
     server = subprocess.Popen(
         [sys.executable, "-m", "tests.stub_server", "--port", str(_free_port())],
-        stdout=subprocess.PIPE, text=True, env=ENV, cwd=ROOT,
+        stdout=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT,
     )  # fmt: skip
     assert server.stdout is not None
     with server, server.stdout:
@@ -188,7 +190,7 @@ def run_once(contender: str, url: str, calls: int) -> dict[str, float]:
     out = subprocess.run(
         [sys.executable, "-m", "benchmarks.overhead", "--calls", str(calls),
          "--worker", contender, url],
-        capture_output=True, text=True, check=True, env=ENV, cwd=ROOT,
+        capture_output=True, text=True, check=True, env=child_env(), cwd=ROOT,
     )  # fmt: skip
     figures: dict[str, float] = json.loads(out.stdout)
     return figures
@@ -241,6 +243,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(_worker(contender, url, args.calls))))
         return
 
+    print(f"Run: {describe_run()}\nCommand: {command_line()}\n", flush=True)
     results: dict[str, list[dict[str, float]]] = {c: [] for c in args.contender}
     with stub_server() as url:
         for run in range(args.runs):

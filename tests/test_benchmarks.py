@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from benchmarks import bulk, engine, overhead
+from benchmarks._common import CONTENDERS
 
 KNOWN = engine.SCENARIOS["known"]
 HOT = engine.SCENARIOS["hot"]
@@ -209,7 +210,7 @@ def _short_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIOCOGNITO_BENCH_TIME_LIMIT", "60")
 
 
-@pytest.mark.parametrize("contender", engine.CONTENDERS)
+@pytest.mark.parametrize("contender", CONTENDERS)
 def test_every_contender_runs_the_known_quota_scenario(contender: str) -> None:
     result = engine.run_once(KNOWN, contender, 40, run=0)
     assert result["timed_out"] is False
@@ -253,7 +254,7 @@ def test_hot_users_are_merged_and_kept_in_order_by_aiocognito() -> None:
     assert result["lost"] == 0
 
 
-@pytest.mark.parametrize("contender", bulk.CONTENDERS)
+@pytest.mark.parametrize("contender", CONTENDERS)
 def test_every_contender_runs_the_memory_scenario(contender: str, tmp_path: Path) -> None:
     path = str(tmp_path / "rows.jsonl")
     bulk._write_rows(path, 50)
