@@ -131,15 +131,16 @@ def test_the_best_peer_is_the_fastest_that_failed_and_lost_nothing() -> None:
     assert "(slow, the fastest that failed and lost nothing): wall 0.53x" in text
 
 
-def test_when_every_peer_failed_the_best_is_the_fastest_and_the_table_says_so() -> None:
+def test_when_every_peer_failed_the_best_is_the_one_that_applied_the_most() -> None:
     results = {
         "aiocognito": [_run(20, 6.0)],
-        "legacy": [_run(4, 1.0, failed=3000)],
-        "standard": [_run(20, 7.0, failed=120)],
+        "legacy": [_run(4, 1.0, failed=3000, not_applied=3000)],
+        "standard": [_run(20, 7.0, failed=120, not_applied=100)],
+        "adaptive": [_run(130, 9.0, timed_out=True, not_applied=4000)],
     }
-    assert engine.best_peer(results) == "legacy"
-    assert "(legacy, the fastest; every peer failed or lost updates)" in engine.table(
-        KNOWN, results, 5000
+    assert engine.best_peer(results) == "standard"
+    assert "(standard, every peer failed or lost updates; this one left the fewest" in (
+        engine.table(KNOWN, results, 5000)
     )
 
 
