@@ -2,13 +2,13 @@
 
 Memory: each contender runs in its own process over a JSONL file of 20,000 and then 200,000
 rows (one row per user), against a fake with no quota and no latency in another process, and
-writes one outcome line per row. Peak RSS comes from the child's own resource usage
-(``os.wait4``); the fake's state afterwards says how many rows were applied.
+writes one outcome line per row. Peak RSS is the child's own (``VmHWM``, written by
+``benchmarks._peak`` as it exits); the fake's state afterwards says how many rows were applied.
 
   aiocognito      ``aiocognito update``, as a user runs it (journal, results, failures), told
                   a quota far above what it can send (``--rps 100000``)
   raw-legacy      aiobotocore, ``asyncio.gather`` over the file's rows under a semaphore of 64,
-  raw-standard    in each of botocore's retry modes
+  raw-standard    in each of botocore's retry modes (``benchmarks/bulk_peers.py``)
   raw-adaptive
   boto3-threads   boto3, ``ThreadPoolExecutor(32).map`` over the file's rows, adaptive retries
 
@@ -25,8 +25,6 @@ the CLI process's whole wall time (start-up included), as a share of the quota.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import concurrent.futures
 import json
 import os
 import statistics
@@ -34,26 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from typing import IO, Any
-
-import boto3
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
-from botocore.config import Config
+from typing import Any
 
 from aiocognito.testing import FakeCognitoProcess
-from benchmarks._common import (
-    CONCURRENCY,
-    CONTENDERS,
-    KEYS,
-    REGION,
-    ROOT,
-    THREADS,
-    child_env,
-    command_line,
-    describe_run,
-)
+from benchmarks._common import CONTENDERS, REGION, ROOT, child_env, command_line, describe_run
 
 
 def _write_rows(path: str, rows: int) -> None:
@@ -64,25 +46,27 @@ def _write_rows(path: str, rows: int) -> None:
 
 
 def _run_child(argv: list[str]) -> dict[str, Any]:
-    """Run one contender process to the end; its wall time, peak RSS and CPU."""
+    """Run one contender's module to the end; its wall time, own peak RSS and CPU."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=child_env(),
-        cwd=ROOT,
-    )
-    assert proc.stderr is not None
-    with proc.stderr:
-        errors = proc.stderr.read()  # drained as it comes, so the child never blocks on the pipe
-    _pid, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode not in {0, 1}:  # 1: some rows failed, which the results show
-        sys.stderr.buffer.write(errors[-4000:])
+    with tempfile.NamedTemporaryFile("r", suffix=".peak") as peak:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks._peak", peak.name, *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=child_env(),
+            cwd=ROOT,
+        )
+        assert proc.stderr is not None
+        with proc.stderr:
+            errors = proc.stderr.read()  # drained as it comes: the child never blocks on it
+        _pid, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        if proc.returncode not in {0, 1}:  # 1: some rows failed, which the results show
+            sys.stderr.buffer.write(errors[-4000:])
+        written = peak.read().strip()
     return {
         "wall": time.perf_counter() - started,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "peak_rss_mib": float(written) if written else float("nan"),
         "cpu": usage.ru_utime + usage.ru_stime,
         "exit": proc.returncode,
     }
@@ -90,81 +74,9 @@ def _run_child(argv: list[str]) -> dict[str, Any]:
 
 def _run_cli(path: str, url: str, pool: str, rps: str) -> dict[str, Any]:
     return _run_child(
-        ["-m", "aiocognito", "update", "--input", path, "--user-pool-id", pool,
+        ["aiocognito", "update", "--input", path, "--user-pool-id", pool,
          "--endpoint-url", url, "--region", REGION, "--rps", rps, "--progress", "none"]
     )  # fmt: skip
-
-
-# ------------------------------------------------------------------------------------------
-# The peers, written as a competent user writes a bulk script today: read the file, send every
-# row, write each row's outcome.
-
-
-def _rows(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    return enumerate(json.loads(line) for line in fh)
-
-
-def _wire(attributes: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Name": name, "Value": value} for name, value in attributes.items()]
-
-
-def _outcome(index: int, exc: Exception | None) -> str:
-    if exc is None:
-        return json.dumps({"index": index, "ok": True}) + "\n"
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
-    return json.dumps({"index": index, "ok": False, "code": code}) + "\n"
-
-
-async def _raw_peer(mode: str, fh: IO[str], url: str, pool: str, out: IO[str]) -> None:
-    config = AioConfig(max_pool_connections=CONCURRENCY, retries={"mode": mode})
-    sem = asyncio.Semaphore(CONCURRENCY)
-    session = get_session()
-    async with session.create_client(
-        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
-    ) as client:
-
-        async def one(index: int, row: dict[str, Any]) -> None:
-            async with sem:
-                try:
-                    await client.admin_update_user_attributes(
-                        UserPoolId=pool,
-                        Username=row["username"],
-                        UserAttributes=_wire(row["attributes"]),
-                    )
-                except Exception as exc:  # each row's outcome is written, not raised
-                    out.write(_outcome(index, exc))
-                else:
-                    out.write(_outcome(index, None))
-
-        await asyncio.gather(*(one(index, row) for index, row in _rows(fh)))
-
-
-def _boto3_peer(fh: IO[str], url: str, pool: str, out: IO[str]) -> None:
-    config = Config(max_pool_connections=THREADS, retries={"mode": "adaptive"})
-    client = boto3.client(
-        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
-    )
-
-    def one(item: tuple[int, dict[str, Any]]) -> str:
-        index, row = item
-        try:
-            client.admin_update_user_attributes(
-                UserPoolId=pool, Username=row["username"], UserAttributes=_wire(row["attributes"])
-            )
-        except Exception as exc:  # each row's outcome is written, not raised
-            return _outcome(index, exc)
-        return _outcome(index, None)
-
-    with concurrent.futures.ThreadPoolExecutor(THREADS) as executor:
-        out.writelines(executor.map(one, _rows(fh)))
-
-
-def _peer(contender: str, path: str, url: str, pool: str) -> None:
-    with open(path) as fh, open(path.rsplit(".", 1)[0] + ".results.jsonl", "w") as out:
-        if contender == "boto3-threads":
-            _boto3_peer(fh, url, pool, out)
-        else:
-            asyncio.run(_raw_peer(contender.removeprefix("raw-"), fh, url, pool, out))
 
 
 def _fresh(path: str) -> None:
@@ -191,9 +103,8 @@ def memory_once(contender: str, path: str, n: int) -> dict[str, Any]:
             result = _run_cli(path, fake.endpoint_url, fake.pool_id, "100000")
         else:
             result = _run_child(
-                ["-m", "benchmarks.bulk", "--peer", contender, path, fake.endpoint_url,
-                 fake.pool_id]
-            )  # fmt: skip
+                ["benchmarks.bulk_peers", contender, path, fake.endpoint_url, fake.pool_id]
+            )
         values = fake.attribute("custom:tier")["values"]
     result["applied"] = sum(1 for i in range(n) if values.get(f"user{i}") == f"t{i}")
     result["outcomes"] = _lines(path.rsplit(".", 1)[0] + ".results.jsonl")
@@ -306,11 +217,7 @@ def main() -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-rate", action="store_true")
     parser.add_argument("--json", help="also write every memory run's figures here")
-    parser.add_argument("--peer", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.peer:
-        _peer(*args.peer)
-        return
     print(f"Run: {describe_run()}\nCommand: {command_line()}\n", flush=True)
     if not args.skip_rate:
         throughput(args.runs, args.rate_rows)

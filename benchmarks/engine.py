@@ -54,6 +54,7 @@ from benchmarks._common import (
     command_line,
     describe_run,
 )
+from benchmarks._peak import own_peak_rss_mib
 
 
 def time_limit() -> float:
@@ -330,7 +331,7 @@ async def _contender(
         "bulk_wall": bulk_wall,
         "cpu_user": usage.ru_utime,
         "cpu_sys": usage.ru_stime,
-        "peak_rss_mib": usage.ru_maxrss / 1024,
+        "peak_rss_mib": own_peak_rss_mib(),  # not ru_maxrss: see benchmarks/_peak.py
         "failed": len(failures),
         "failures_by_code": {c: codes.count(c) for c in sorted(set(codes))},
         "failed_indices": sorted(failures),

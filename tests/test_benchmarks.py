@@ -282,3 +282,14 @@ def test_the_harness_runs_from_any_directory(
     monkeypatch.chdir(tmp_path)
     result = engine.run_once(KNOWN, "raw-standard", 5, run=0)
     assert result["not_applied"] == 0
+
+
+def test_a_childs_peak_memory_is_its_own_not_its_parents() -> None:
+    # A child's ru_maxrss counts the address space it was forked from; the harness must not
+    # charge a contender for the harness's own size.
+    ballast = bytearray(256 * 1024 * 1024)
+    ballast[::4096] = b"x" * len(ballast[::4096])  # touch every page: it is resident
+    result = bulk._run_child(["this"])  # a module that prints a poem and exits
+    assert result["exit"] == 0
+    assert 0 < result["peak_rss_mib"] < 64
+    del ballast

@@ -1,0 +1,95 @@
+"""The bulk peers of ``benchmarks/bulk.py``, written as a competent user writes a bulk script
+today: read the file, send every row, write each row's outcome beside the input.
+
+    python -m benchmarks.bulk_peers CONTENDER INPUT ENDPOINT_URL USER_POOL_ID
+
+This module imports only what the peers need, so their memory is theirs alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import sys
+from collections.abc import Iterator
+from typing import IO, Any
+
+import boto3
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.config import Config
+
+from benchmarks._common import CONCURRENCY, KEYS, REGION, THREADS
+
+
+def _rows(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    return enumerate(json.loads(line) for line in fh)
+
+
+def _wire(attributes: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Name": name, "Value": value} for name, value in attributes.items()]
+
+
+def _outcome(index: int, exc: Exception | None) -> str:
+    if exc is None:
+        return json.dumps({"index": index, "ok": True}) + "\n"
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
+    return json.dumps({"index": index, "ok": False, "code": code}) + "\n"
+
+
+async def _raw_peer(mode: str, fh: IO[str], url: str, pool: str, out: IO[str]) -> None:
+    config = AioConfig(max_pool_connections=CONCURRENCY, retries={"mode": mode})
+    sem = asyncio.Semaphore(CONCURRENCY)
+    session = get_session()
+    async with session.create_client(
+        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
+    ) as client:
+
+        async def one(index: int, row: dict[str, Any]) -> None:
+            async with sem:
+                try:
+                    await client.admin_update_user_attributes(
+                        UserPoolId=pool,
+                        Username=row["username"],
+                        UserAttributes=_wire(row["attributes"]),
+                    )
+                except Exception as exc:  # each row's outcome is written, not raised
+                    out.write(_outcome(index, exc))
+                else:
+                    out.write(_outcome(index, None))
+
+        await asyncio.gather(*(one(index, row) for index, row in _rows(fh)))
+
+
+def _boto3_peer(fh: IO[str], url: str, pool: str, out: IO[str]) -> None:
+    config = Config(max_pool_connections=THREADS, retries={"mode": "adaptive"})
+    client = boto3.client(
+        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
+    )
+
+    def one(item: tuple[int, dict[str, Any]]) -> str:
+        index, row = item
+        try:
+            client.admin_update_user_attributes(
+                UserPoolId=pool, Username=row["username"], UserAttributes=_wire(row["attributes"])
+            )
+        except Exception as exc:  # each row's outcome is written, not raised
+            return _outcome(index, exc)
+        return _outcome(index, None)
+
+    with concurrent.futures.ThreadPoolExecutor(THREADS) as executor:
+        out.writelines(executor.map(one, _rows(fh)))
+
+
+def run(contender: str, path: str, url: str, pool: str) -> None:
+    """Send every row of ``path``; write ``<stem>.results.jsonl``."""
+    with open(path) as fh, open(path.rsplit(".", 1)[0] + ".results.jsonl", "w") as out:
+        if contender == "boto3-threads":
+            _boto3_peer(fh, url, pool, out)
+        else:
+            asyncio.run(_raw_peer(contender.removeprefix("raw-"), fh, url, pool, out))
+
+
+if __name__ == "__main__":
+    run(*sys.argv[1:])
