@@ -20,7 +20,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.config import Config
 
-from benchmarks._common import CONCURRENCY, KEYS, REGION, THREADS
+from benchmarks._common import CONCURRENCY, KEYS, REGION, THREADS, error_code
 
 
 def _rows(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -34,8 +34,7 @@ def _wire(attributes: dict[str, str]) -> list[dict[str, str]]:
 def _outcome(index: int, exc: Exception | None) -> str:
     if exc is None:
         return json.dumps({"index": index, "ok": True}) + "\n"
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
-    return json.dumps({"index": index, "ok": False, "code": code}) + "\n"
+    return json.dumps({"index": index, "ok": False, "code": error_code(exc)}) + "\n"
 
 
 async def _raw_peer(mode: str, fh: IO[str], url: str, pool: str, out: IO[str]) -> None:

@@ -1,4 +1,6 @@
-"""The engine against raw aiobotocore, at the quota: known quota, unknown quota, faults.
+"""The engine against its peers at the quota: scenarios 1 to 4 and 7 of the benchmarks.
+
+Scenarios: known quota, unknown quota, faults, web beside bulk, and hot users (see SCENARIOS).
 
 For every run of every contender, a fresh fake server starts in its own process with the
 scenario's quota, latency and faults, seeded with one user per update. The contender runs in
@@ -14,7 +16,8 @@ Contenders:
   raw-adaptive    the same with retries={"mode": "adaptive"}
   boto3-threads   boto3 in a pool of 32 threads, retries={"mode": "adaptive"}
 
-    python -m benchmarks.engine [--runs 3] [--updates 5000] [--scenario known unknown faults]
+    python -m benchmarks.engine [--runs 3] [--updates 5000] [--scenario known web ...]
+                                [--contender aiocognito raw-standard ...] [--plots DIR]
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from benchmarks._common import (
     child_env,
     command_line,
     describe_run,
+    error_code,
 )
 from benchmarks._peak import own_peak_rss_mib
 
@@ -156,10 +160,7 @@ async def _bounded(
                 async with sem:
                     await call()
         except Exception as exc:  # recorded by type; the harness checks the server's state
-            code = getattr(exc, "code", None) or getattr(exc, "response", {}).get("Error", {}).get(
-                "Code"
-            )
-            failures[index] = str(code or type(exc).__name__)
+            failures[index] = error_code(exc)
 
     await asyncio.gather(*(one(i, c) for i, c in enumerate(calls)))
     return failures
@@ -389,9 +390,7 @@ def _boto3_threads(
         try:
             _boto3_update(client, pool, user, value)
         except Exception as exc:  # recorded by code, as for the other contenders
-            failures[index] = str(
-                getattr(exc, "response", {}).get("Error", {}).get("Code") or type(exc).__name__
-            )
+            failures[index] = error_code(exc)
 
     executor = concurrent.futures.ThreadPoolExecutor(THREADS)
     futures = [executor.submit(one, i, u, v) for i, (u, v) in enumerate(users)]
