@@ -29,6 +29,7 @@ from ._dispatch import Dispatcher, Job, token_subject
 from ._errors import (
     AiocognitoError,
     AttributeValidationError,
+    ClientClosedError,
     CognitoError,
     CredentialsError,
     NotAuthorizedError,
@@ -100,7 +101,7 @@ class BulkStatistics:
 
 def is_fatal(error: BaseException, operation: str) -> bool:
     """Whether an error condemns the whole run rather than one row."""
-    if isinstance(error, CredentialsError | ResourceNotFoundError):
+    if isinstance(error, CredentialsError | ResourceNotFoundError | ClientClosedError):
         return True
     if isinstance(error, NotAuthorizedError) and operation.startswith("Admin"):
         return True

@@ -13,6 +13,7 @@ from attrs import frozen
 from ._bulk import BadRow, BulkUpdate
 from ._config import Limits, RetryPolicy
 from ._dispatch import Dispatcher
+from ._errors import ClientClosedError
 from ._limits import CategoryStatistics, Priority, RateLimiter, shared_limiter
 from ._models import AttributeUpdate, CodeDelivery, UpdateResult, User
 from ._requests import request_id, secrets_of, update_request
@@ -183,14 +184,16 @@ class CognitoClient:
     async def aclose(self) -> None:
         """Close the connections. Idempotent; the client cannot be reopened.
 
-        May be called from any task. Calls still running fail with an error.
+        May be called from any task. Every call still queued or on the wire fails at once with
+        :class:`ClientClosedError`; queued calls were never sent and took no quota. A bulk run
+        on the client ends with that one error.
         """
         if self._state is ClientState.CLOSED:
             return
         self._state = ClientState.CLOSED
-        if self._dispatcher is not None:
-            self._dispatcher.closed = True
         with anyio.CancelScope(shield=True):
+            if self._dispatcher is not None:
+                await self._dispatcher.aclose()
             await self._transport.aclose()
 
     def statistics(self) -> ClientStatistics:
@@ -543,7 +546,7 @@ class CognitoClient:
             raise RuntimeError(
                 "CognitoClient is not open; use 'async with CognitoClient(...) as cognito:'"
             )
-        raise RuntimeError("CognitoClient is closed")
+        raise ClientClosedError("the CognitoClient is closed")
 
     def _pool(self, user_pool_id: str | None) -> str:
         return check_user_pool_id(user_pool_id if user_pool_id is not None else self._user_pool_id)

@@ -2,24 +2,59 @@
 
 Order of work for one request::
 
-    per-user lane (order, coalescing) -> retry loop -> quota (per category, by priority)
-        -> concurrency slot -> one attempt on the transport
+    per-user lane (order, merging) -> quota (per category, by priority) -> concurrency slot
+        -> one attempt on the wire -> retry decision (backoff, split, or the caller's result)
 
-Per-user lanes. Updates and deletes for one user (one pool and username, or one token subject)
-are never in flight together; they are applied in submission order. While one is in flight,
-later ones queue behind it; when it finishes, the run of queued updates that can merge (same
-operation, same token or pool, same client metadata) becomes one call in which later values win
-per attribute. Every caller whose change rode in a call gets that call's result or error. Reads
-bypass lanes; verification calls and deletes are ordered but never merged.
+**Per-user lanes.** Updates, deletes and verification calls for one user (one pool and username,
+or one token subject) are applied in submission order, one call on the wire at a time. Later
+ones queue behind the call in flight; reads bypass lanes. The key of a token call is the token's
+subject (``sub``, else ``username``), read from the JWT payload without verifying it; if that
+fails, the token itself. Admin calls are keyed by pool and the identifier given, so an update by
+alias and one by username are not ordered against each other, nor are token and admin updates
+to the same user.
 
-The key of a token call is the token's subject (``sub``, else ``username``), read from the JWT
-payload without verifying it; if that fails, the token itself. Admin calls are keyed by pool and
-the identifier given, so an update by alias and one by username are not ordered against each
-other, nor are token and admin updates to the same user.
+**Who drives.** There are no background workers: a lane is driven by one of its own callers,
+the *driver*, which runs attempts, backoffs and retries for the call at the head of the lane and
+keeps going until its own change has an outcome; then it hands the lane to the owner of the
+next live change. Each attempt is a *flight* that belongs to the lane, not to the caller who
+launched it. If the driver is cancelled (a web framework dropping a request, ``wait_for``, its
+own deadline), the flight carries on and the lane passes at once to another live caller, who
+waits for that flight before anything else is sent for the user; so an abandoned request can
+never land after a later one. A change whose caller is gone is never sent again, and the lane is
+removed when its last change and its last flight are done.
+
+**Merging.** While a call is in flight, queued updates for the same user, with the same
+operation, token or pool, and client metadata, become one call. A merged call must mean exactly
+what the calls one by one mean, under Cognito's rules:
+
+* Only the attributes listed change; the last value given for an attribute wins; a blank value
+  deletes. So per attribute, the later change simply replaces the earlier one.
+* A new ``email`` or ``phone_number`` resets its ``*_verified`` flag and sends a code, unless the
+  same call sets the flag (an admin call setting it ``"true"`` applies the address verified and
+  sends nothing). Merged, ``{"email_verified": "true"}`` then ``{"email": new}`` would apply the
+  new address *verified* without a code; ``{"email": new}`` then ``{"email_verified": "true"}``
+  would skip the code to the address being kept; two address changes could leave the flag
+  differently set. So a change that touches ``email`` or ``email_verified`` is never merged with
+  another change touching either of the two, and likewise for ``phone_number`` and
+  ``phone_number_verified`` (:func:`may_merge`). Such a change still merges with changes to other
+  attributes.
+* Deletes (DeleteUserAttributes) and verification calls are ordered but never merged.
+
+**Splitting.** Cognito applies a call whole or not at all. When it refuses a merged call with an
+error that belongs to one of the changes (:func:`belongs_to_change`: a bad or unknown attribute,
+an alias in use, a Lambda veto, a code that could not be delivered, ...), the changes are sent
+again one by one, in order, ahead of anything queued behind them, so each caller gets its own
+result or error and no error names another caller's attributes. Errors that belong to the user,
+the token or the service (user not found, expired token, throttling, 5xx after the last retry)
+go to every caller in the call.
+
+**Closing.** :meth:`Dispatcher.aclose` fails every queued or in-flight call at once with
+:class:`ClientClosedError`: queued calls take no quota, and flights are cancelled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import math
@@ -32,12 +67,18 @@ import anyio
 from attrs import define, field
 
 from ._config import Limits, RetryPolicy
-from ._errors import CognitoError, DeadlineExceededError
+from ._errors import (
+    AiocognitoError,
+    ClientClosedError,
+    CognitoError,
+    DeadlineExceededError,
+    QuotaDeadlineError,
+)
 from ._limits import CATEGORY, Priority, RateLimiter, ShareLimit
-from ._retry import RetryClass, retry_call
+from ._retry import RetryClass, classify, retry_delay
 from ._transport import Transport
 
-__all__ = ["Dispatcher", "Job", "token_subject"]
+__all__ = ["Dispatcher", "Job", "belongs_to_change", "may_merge", "token_subject"]
 
 MERGEABLE = frozenset({"UpdateUserAttributes", "AdminUpdateUserAttributes"})
 LANED = MERGEABLE | {
@@ -46,6 +87,43 @@ LANED = MERGEABLE | {
     "GetUserAttributeVerificationCode",
     "VerifyUserAttribute",
 }
+
+#: Attributes Cognito couples: changing the address resets the flag unless the call sets it.
+VERIFIED_PAIRS: Mapping[str, str] = {
+    "email": "email_verified",
+    "phone_number": "phone_number_verified",
+}
+_COUPLED = {name: address for address, flag in VERIFIED_PAIRS.items() for name in (address, flag)}
+
+#: Refusals caused by one of the changes in a call: a merged call refused so is split.
+_CHANGE_ERRORS = frozenset(
+    {
+        "InvalidParameterException",  # unknown, immutable or malformed attribute
+        "AliasExistsException",  # another user has the email or phone number
+        "UserLambdaValidationException",  # a trigger vetoed the change
+        "InvalidLambdaResponseException",
+        "UnexpectedLambdaException",
+        "CodeDeliveryFailureException",  # only changes to an address send codes
+        "InvalidEmailRoleAccessPolicyException",  # likewise, the pool cannot send for them
+        "InvalidSmsRoleAccessPolicyException",
+        "InvalidSmsRoleTrustRelationshipException",
+    }
+)
+#: Refusals about the user, the token or the service: every change in the call shares them.
+_CALL_ERRORS = frozenset(
+    {
+        "UserNotFoundException",
+        "ResourceNotFoundException",
+        "UserNotConfirmedException",
+        "PasswordResetRequiredException",
+        "TooManyRequestsException",
+        "LimitExceededException",
+        "InternalErrorException",
+        "ForbiddenException",
+        "OperationNotEnabledException",
+        "NotAuthorizedException",  # except a write to an unwritable attribute: see below
+    }
+)
 
 
 def token_subject(token: str) -> str:
@@ -61,9 +139,40 @@ def token_subject(token: str) -> str:
     return token
 
 
+def may_merge(earlier: Mapping[str, str], later: Mapping[str, str]) -> bool:
+    """Whether ``later`` may ride in one call after ``earlier`` and mean the same.
+
+    ``earlier`` holds the changes already in the call. Both may not touch the same coupled pair
+    (``email``/``email_verified``, ``phone_number``/``phone_number_verified``); see the module
+    docstring for why.
+    """
+    touched = {_COUPLED[name] for name in earlier if name in _COUPLED}
+    return not any(_COUPLED.get(name) in touched for name in later)
+
+
+def belongs_to_change(error: BaseException) -> bool:
+    """Whether Cognito's refusal of a call may be caused by one change in it, not by all."""
+    if not isinstance(error, CognitoError) or error.status is None:
+        return False  # no answer, or refused on our side (quota deadline): nothing to split
+    if error.code in _CHANGE_ERRORS:
+        return True
+    if error.code == "NotAuthorizedException":
+        # "A client attempted to write unauthorized attribute" names the input; an expired or
+        # revoked token ("Access Token has expired") belongs to every change.
+        return "attribute" in error.message.lower()
+    if error.code in _CALL_ERRORS:
+        return False
+    # A refusal we do not know may well name the input: splitting costs a few calls at most.
+    return error.status < 500
+
+
 @define(eq=False)
 class Job:
-    """One caller's request, as the engine carries it."""
+    """One caller's request, as the engine carries it.
+
+    The first group of fields is what the caller asked for; the rest is the engine's record of
+    how it went, read by the caller (and by bulk runs) once ``finished`` is set.
+    """
 
     operation: str
     params: dict[str, Any]
@@ -75,32 +184,71 @@ class Job:
     retry: RetryPolicy | None = None
     lane_key: Hashable | None = None
     merge_key: Hashable | None = None
+    #: The caller's own label for the job (bulk rows keep their index and fingerprint here).
+    tag: Any = None
+
     finished: bool = False
-    driver: bool = False
-    # Created only when the caller has to wait: most calls find their lane idle.
-    wake: anyio.Event | None = None
     result: dict[str, Any] | None = None
     error: BaseException | None = None
+    #: Attempts of the call that finished this job.
     attempts: int = 0
+    #: Whether any attempt carrying this change was sent.
     sent: bool = False
-    # The call that carried this job, and the caller's own label for it (bulk rows).
+    #: The jobs whose changes rode in the call that finished this one (itself included).
     batch: list[Job] | None = None
-    tag: Any = None
+    #: The caller left (cancelled, deadline, close) before the job finished.
+    abandoned: bool = False
+    #: Split out of a refused merged call: sent on its own.
+    solo: bool = False
+    # Created only when the caller has to wait: most calls find their lane idle.
+    wake: anyio.Event | None = None
 
     @property
     def merged_with(self) -> int:
         """How many callers' changes rode in the call that carried this one."""
         return len(self.batch) if self.batch else 1
 
+    def _finish(
+        self, *, result: dict[str, Any] | None, error: BaseException | None, attempts: int
+    ) -> None:
+        self.finished = True
+        self.result, self.error, self.attempts = result, error, attempts
+        if self.wake is not None:
+            self.wake.set()  # its owner is waiting
+
+
+@define(eq=False)
+class _Flight:
+    """One attempt on the wire. It belongs to the lane, so it survives its launcher."""
+
+    jobs: list[Job]
+    task: asyncio.Task[dict[str, Any]] | None = None
+    done: anyio.Event = field(factory=anyio.Event)
+    result: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+@define(eq=False)
+class _Batch:
+    """The changes at the head of a lane that travel as one call, through its attempts."""
+
+    jobs: list[Job]
+    attempts: int = 0
+    flight: _Flight | None = None
+    #: After a failed attempt: when (event-loop time) the next one may go.
+    retry_at: float | None = None
+
 
 @define(eq=False)
 class _Lane:
+    key: Hashable | None
     pending: deque[Job] = field(factory=deque)
-    busy: bool = False  # some caller is driving this lane
+    batch: _Batch | None = None
+    driver: Job | None = None
 
 
 class Dispatcher:
-    """Lanes, coalescing, quota, concurrency and retries for one client."""
+    """Lanes, merging, quota, concurrency and retries for one client; see the module docs."""
 
     def __init__(
         self,
@@ -120,7 +268,11 @@ class Dispatcher:
         self._max_concurrency = limits.max_concurrency
         self._slots = anyio.Semaphore(limits.max_concurrency, fast_acquire=True)
         self._lanes: dict[Hashable, _Lane] = {}
+        # Every call being served, so that closing can end it; every flight, to cancel it.
+        self._scopes: set[anyio.CancelScope] = set()
+        self._flights: set[asyncio.Task[dict[str, Any]]] = set()
         self.calls_saved = 0
+        self.splits = 0
         self.requests_sent = 0
         self.retries = 0
         self.throttled = 0
@@ -187,159 +339,312 @@ class Dispatcher:
     async def run(self, job: Job) -> dict[str, Any]:
         """Carry one job to its end in the caller's task; return the response or raise.
 
-        A laned job waits its turn. The caller that finds its lane idle drives it: it runs the
-        batch holding its own job, then hands the lane to the owner of the next queued job. No
-        background task is involved, so a client may be closed from any task.
+        Raises:
+            ClientClosedError: The client was closed first.
+            DeadlineExceededError: The job's deadline passed first.
+            AiocognitoError: The call's own error.
         """
-        if job.lane_key is None:
-            await self._execute([job])
-        else:
-            await self._run_laned(job)
+        if self.closed:
+            raise ClientClosedError()
+        scope = anyio.CancelScope(
+            deadline=math.inf if job.deadline is None else _to_loop_time(job.deadline, self._clock)
+        )
+        self._scopes.add(scope)
+        lane = self._enqueue(job)
+        try:
+            with scope:
+                await self._serve(lane, job)
+        finally:
+            self._scopes.discard(scope)
+            self._leave(lane, job)
+        if not job.finished:  # our own scope ended the wait: the client closed, or the deadline
+            if self.closed:
+                raise ClientClosedError(
+                    f"the CognitoClient was closed before {job.operation} finished"
+                    + ("; it may have been applied" if job.sent else "; it was not sent"),
+                    sent=job.sent,
+                )
+            raise DeadlineExceededError(
+                f"{job.operation}: the call's deadline passed"
+                + (
+                    " before an answer came; the change may still be applied"
+                    if job.sent
+                    else " while it waited behind earlier changes to the same user; it was not sent"
+                )
+            )
         if job.error is not None:
             raise job.error
         assert job.result is not None
         return job.result
 
-    async def _run_laned(self, job: Job) -> None:
-        lane = self._lanes.get(job.lane_key)
-        if lane is None:
-            lane = self._lanes[job.lane_key] = _Lane()
-        lane.pending.append(job)
-        if not lane.busy:
-            # The lane is idle: drive it now. The retry loop bounds this by the deadline, so
-            # the common case needs no scope of its own.
-            lane.busy = job.driver = True
-            try:
-                await self._drive(lane, job)
-            finally:
-                job.driver = False
-                self._hand_over(job.lane_key, lane)
-            return
-        scope = anyio.CancelScope(
-            deadline=math.inf if job.deadline is None else _to_loop_time(job.deadline, self._clock)
-        )
-        try:
-            with scope:
-                while not job.finished:
-                    if job.driver:
-                        await self._drive(lane, job)
-                    else:
-                        job.wake = anyio.Event()
-                        await job.wake.wait()
-        finally:
-            if not job.finished and job in lane.pending:
-                lane.pending.remove(job)  # withdrawn: it was never sent
-            if job.driver:
-                job.driver = False
-                self._hand_over(job.lane_key, lane)
-        if scope.cancelled_caught and not job.finished:
-            job.error = DeadlineExceededError(
-                f"{job.operation}: the call's deadline passed while waiting behind earlier "
-                "changes to the same user"
-                + ("; the change may still be applied" if job.sent else "; it was not sent")
-            )
+    def aclose_now(self) -> list[asyncio.Task[dict[str, Any]]]:
+        """Fail every call at once with :class:`ClientClosedError`; return the flights to await.
 
-    async def _drive(self, lane: _Lane, job: Job) -> None:
-        """Run the batch at the front of the lane, which holds ``job``."""
-        batch = [lane.pending.popleft()]
-        if batch[0].merge_key is not None:
-            while lane.pending and lane.pending[0].merge_key == batch[0].merge_key:
-                batch.append(lane.pending.popleft())
-        try:
-            await self._execute(batch)
-        except BaseException:
-            # This caller was cancelled mid-call: the others' changes go back to the front,
-            # for the next driver (setting attributes again is harmless).
-            for other in reversed(batch):
-                if other is not job and not other.finished:
-                    lane.pending.appendleft(other)
-            raise
+        Calls waiting for their lane, for quota or for a backoff end without being sent; calls
+        on the wire are cancelled (they may have been applied).
+        """
+        self.closed = True
+        for scope in list(self._scopes):
+            scope.cancel()
+        flights = list(self._flights)
+        for task in flights:
+            task.cancel()
+        return flights
 
-    def _hand_over(self, key: Hashable, lane: _Lane) -> None:
-        if lane.pending:
-            successor = lane.pending[0]
-            successor.driver = True
-            if successor.wake is not None:
-                successor.wake.set()
-        else:
-            lane.busy = False
-            if self._lanes.get(key) is lane:
-                del self._lanes[key]
+    async def aclose(self) -> None:
+        """Close: end every call (see :meth:`aclose_now`) and wait for the flights to stop."""
+        flights = self.aclose_now()
+        if flights:
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait(flights)
 
     # ----------------------------------------------------------------------------------------
-    # Executing one (possibly merged) call
+    # Lanes
 
-    async def _execute(self, batch: list[Job]) -> None:
-        first = batch[0]
-        for job in batch:
-            job.batch = batch
-        params, secrets = first.params, first.secrets
-        if len(batch) > 1:
-            merged: dict[str, str] = {}
-            for job in batch:
-                merged.update(job.attributes or {})
-            params = {
-                **first.params,
-                "UserAttributes": [{"Name": k, "Value": v} for k, v in merged.items()],
-            }
-            secrets = tuple(dict.fromkeys(s for job in batch for s in job.secrets))
-            self.calls_saved += len(batch) - 1
-        priority = min(job.priority for job in batch)
-        share = None if priority is Priority.INTERACTIVE else first.share
-        deadlines = [job.deadline for job in batch]
-        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
-        limiter = self._limiters.get(CATEGORY.get(first.operation, ""))
-        attempts = 0
-
-        async def attempt(number: int) -> dict[str, Any]:
-            nonlocal attempts
-            if self.closed:
-                raise RuntimeError("CognitoClient is closed")
-            if limiter is not None:
-                await limiter.acquire(priority, deadline=deadline, share=share)
-            async with self._slots:
-                attempts = number
-                self.requests_sent += 1
-                if number > 1:
-                    self.retries += 1
-                for job in batch:
-                    job.sent = True
-                return await self._transport.call(first.operation, params, secrets=secrets)
-
-        def on_failure(exc: BaseException, kind: RetryClass) -> None:
-            if kind is RetryClass.THROTTLE and not _client_side(exc):
-                self.throttled += 1
-            if limiter is not None and isinstance(exc, CognitoError) and exc.status is not None:
-                limiter.record(throttled=kind is RetryClass.THROTTLE)
-            key = exc.code if isinstance(exc, CognitoError) else type(exc).__name__
-            self.errors_by_code[key] = self.errors_by_code.get(key, 0) + 1
-
-        remaining = None if deadline is None else max(deadline - self._clock(), 0.0)
-        try:
-            # A merged call follows the first caller's policy; its deadline is the latest one.
-            result = await retry_call(
-                attempt, first.retry or self._retry, deadline=remaining, on_failure=on_failure
+    def _enqueue(self, job: Job) -> _Lane:
+        if job.lane_key is None:
+            lane = _Lane(None)  # reads are not ordered: a lane of their own
+        else:
+            found = self._lanes.get(job.lane_key)
+            lane = (
+                found
+                if found is not None
+                else self._lanes.setdefault(job.lane_key, _Lane(job.lane_key))
             )
-        except Exception as exc:  # delivered to every caller whose change rode in this call
-            for job in batch:
-                job.error, job.attempts = exc, attempts
-                _finish(job)
+        lane.pending.append(job)
+        self._advance(lane)
+        return lane
+
+    async def _serve(self, lane: _Lane, job: Job) -> None:
+        while not job.finished:
+            if lane.driver is job:
+                await self._drive(lane, job)
+            else:
+                job.wake = anyio.Event()
+                await job.wake.wait()
+
+    def _leave(self, lane: _Lane, job: Job) -> None:
+        """The job's caller is leaving, finished or not: withdraw it and pass the lane on."""
+        if not job.finished:
+            job.abandoned = True  # never sent again
+            if job in lane.pending:
+                lane.pending.remove(job)
+            flight = lane.batch.flight if lane.batch is not None else None
+            if lane.key is None and flight is not None and flight.task is not None:
+                # A read orders nothing after it: its flight need not outlive its caller.
+                flight.task.cancel()
+        if lane.driver is job:
+            lane.driver = None
+        self._advance(lane)
+
+    def _advance(self, lane: _Lane) -> None:
+        """Give a driverless lane to the owner of its next live change, or retire the lane."""
+        if lane.driver is not None:
             return
+        batch = lane.batch
+        successor: Job | None = None
+        if batch is not None:
+            successor = next((j for j in batch.jobs if not j.finished and not j.abandoned), None)
+            if successor is None:
+                flight = batch.flight
+                if flight is not None and not flight.done.is_set():
+                    # Nobody waits for this call any more, but it is still on the wire: the
+                    # next driver waits for it first, so nothing later can overtake it.
+                    if not lane.pending:
+                        return  # its landing advances the lane again
+                else:
+                    lane.batch = None
+        if successor is None and lane.pending:
+            successor = lane.pending[0]
+        if successor is None:
+            if lane.key is not None and self._lanes.get(lane.key) is lane:
+                del self._lanes[lane.key]
+            return
+        lane.driver = successor
+        if successor.wake is not None:
+            successor.wake.set()
+
+    async def _drive(self, lane: _Lane, me: Job) -> None:
+        """Run the lane's head calls until ``me`` has an outcome."""
+        while not me.finished:
+            batch = lane.batch
+            if batch is None:
+                batch = lane.batch = self._take_batch(lane)
+            flight = batch.flight
+            if flight is not None:
+                await flight.done.wait()
+                self._settle(lane, batch, flight)
+                continue
+            live = [j for j in batch.jobs if not j.finished and not j.abandoned]
+            if not live:
+                lane.batch = None
+                continue
+            await self._launch(lane, batch, live)
+
+    @staticmethod
+    def _take_batch(lane: _Lane) -> _Batch:
+        """The head of the queue and the queued changes that may merge with it."""
+        head = lane.pending.popleft()
+        jobs = [head]
+        if head.merge_key is not None and not head.solo:
+            merged = dict(head.attributes or {})
+            while lane.pending:
+                candidate = lane.pending[0]
+                changes = candidate.attributes or {}
+                if (
+                    candidate.merge_key != head.merge_key
+                    or candidate.solo
+                    or not may_merge(merged, changes)
+                ):
+                    break
+                jobs.append(lane.pending.popleft())
+                merged.update(changes)
+        return _Batch(jobs)
+
+    # ----------------------------------------------------------------------------------------
+    # Attempts
+
+    async def _launch(self, lane: _Lane, batch: _Batch, live: list[Job]) -> None:
+        """Wait out any backoff, take quota and a slot, and put one attempt on the wire."""
+        if batch.retry_at is not None:
+            await anyio.sleep_until(batch.retry_at)
+        first = live[0]
+        deadlines = [job.deadline for job in live]
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        priority = min(job.priority for job in live)
+        limiter = self._limiters.get(CATEGORY.get(first.operation, ""))
         if limiter is not None:
-            limiter.record(throttled=False)
-        for job in batch:
-            job.result, job.attempts = result, attempts
-            _finish(job)
+            share = None if priority is Priority.INTERACTIVE else first.share
+            try:
+                await limiter.acquire(priority, deadline=deadline, share=share)
+            except QuotaDeadlineError as exc:  # refused before sending: nothing was applied
+                self._count_error(exc)
+                for job in live:
+                    job._finish(result=None, error=exc, attempts=batch.attempts)
+                lane.batch = None
+                return
+        await self._slots.acquire()
+        # No await from here on: the slot passes to the flight, which releases it.
+        params, secrets = _request(live)
+        batch.attempts += 1
+        batch.retry_at = None
+        self.requests_sent += 1
+        if batch.attempts > 1:
+            self.retries += 1
+        for job in live:
+            job.sent = True
+        flight = batch.flight = _Flight(live)
+        task = flight.task = asyncio.get_running_loop().create_task(
+            self._transport.call(first.operation, params, secrets=secrets)
+        )
+        self._flights.add(task)
+        task.add_done_callback(lambda done: self._landed(lane, flight, limiter, done))
+
+    def _landed(
+        self,
+        lane: _Lane,
+        flight: _Flight,
+        limiter: RateLimiter | None,
+        task: asyncio.Task[dict[str, Any]],
+    ) -> None:
+        """A flight ended (answered, failed or cancelled): record it and wake its lane."""
+        self._flights.discard(task)
+        self._slots.release()
+        if task.cancelled():  # the client closed, or a read's caller left
+            flight.error = ClientClosedError(
+                "the CognitoClient was closed while the call was on the wire; it may have been "
+                "applied",
+                sent=True,
+            )
+        else:
+            error = task.exception()
+            if error is None:
+                flight.result = task.result()
+            else:
+                flight.error = error
+        error = flight.error
+        if error is None:
+            if limiter is not None:
+                limiter.record(throttled=False)
+        elif not isinstance(error, ClientClosedError):
+            kind = classify(error) if isinstance(error, AiocognitoError) else RetryClass.PERMANENT
+            if kind is RetryClass.THROTTLE and isinstance(error, CognitoError):
+                self.throttled += 1
+            if limiter is not None and isinstance(error, CognitoError) and error.status is not None:
+                limiter.record(throttled=kind is RetryClass.THROTTLE)
+            self._count_error(error)
+        flight.done.set()
+        self._advance(lane)  # nobody may be driving: the lane must not stall
+
+    def _settle(self, lane: _Lane, batch: _Batch, flight: _Flight) -> None:
+        """Hand a landed flight's outcome to its callers, or plan the retry or the split."""
+        if batch.flight is not flight:
+            return  # already settled
+        batch.flight = None
+        carried = flight.jobs
+        live = [j for j in carried if not j.finished and not j.abandoned]
+        error = flight.error
+        if error is None:
+            self.calls_saved += len(carried) - 1
+            for job in carried:
+                if not job.finished:
+                    job.batch = carried
+                    job._finish(result=flight.result, error=None, attempts=batch.attempts)
+            lane.batch = None
+            return
+        if not live:
+            lane.batch = None  # nobody wants this change any more: it is not retried
+            return
+        kind = classify(error) if isinstance(error, AiocognitoError) else RetryClass.PERMANENT
+        if len(carried) > 1 and kind is RetryClass.PERMANENT and belongs_to_change(error):
+            # Cognito applied none of it; send each change again on its own, in order, before
+            # anything queued behind them.
+            self.splits += 1
+            for job in reversed(live):
+                job.solo = True
+                lane.pending.appendleft(job)
+            lane.batch = None
+            return
+        policy = live[0].retry or self._retry
+        deadlines = [job.deadline for job in live]
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        delay = (
+            None
+            if isinstance(error, ClientClosedError | DeadlineExceededError)
+            else retry_delay(
+                kind,
+                batch.attempts,
+                policy,
+                remaining=None if deadline is None else deadline - self._clock(),
+            )
+        )
+        if delay is None:
+            self.calls_saved += len(carried) - 1
+            for job in live:
+                job.batch = carried
+                job._finish(result=None, error=error, attempts=batch.attempts)
+            lane.batch = None
+            return
+        batch.retry_at = anyio.current_time() + delay
+
+    def _count_error(self, error: BaseException) -> None:
+        key = error.code if isinstance(error, CognitoError) else type(error).__name__
+        self.errors_by_code[key] = self.errors_by_code.get(key, 0) + 1
 
 
-def _finish(job: Job) -> None:
-    job.finished = True
-    if job.wake is not None:
-        job.wake.set()  # its owner is waiting
-
-
-def _client_side(exc: BaseException) -> bool:
-    return isinstance(exc, CognitoError) and exc.status is None
+def _request(jobs: list[Job]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The parameters and secrets of the call carrying ``jobs``' changes (later values win)."""
+    first = jobs[0]
+    if len(jobs) == 1:
+        return first.params, first.secrets
+    merged: dict[str, str] = {}
+    for job in jobs:
+        merged.update(job.attributes or {})
+    params = {
+        **first.params,
+        "UserAttributes": [{"Name": k, "Value": v} for k, v in merged.items()],
+    }
+    return params, tuple(dict.fromkeys(s for job in jobs for s in job.secrets))
 
 
 def _to_loop_time(deadline: float, clock: Callable[[], float]) -> float:

@@ -28,6 +28,7 @@ Every error raised on purpose derives from :class:`AiocognitoError`::
     │   └── UserNotFoundError
     ├── TransportError                    no answer: connection refused or reset, timeouts
     │   └── DeadlineExceededError         the call's overall deadline passed
+    ├── ClientClosedError                 (also a RuntimeError) the client was closed first
     ├── CredentialsError                  an admin operation found no AWS credentials
     ├── ConfigurationError                the client cannot be set up, e.g. no region
     ├── JournalMismatchError              a bulk journal belongs to a different input
@@ -46,6 +47,7 @@ __all__ = [
     "AiocognitoError",
     "AliasExistsError",
     "AttributeValidationError",
+    "ClientClosedError",
     "CodeDeliveryFailureError",
     "CodeMismatchError",
     "CognitoError",
@@ -290,6 +292,21 @@ class DeadlineExceededError(TransportError):
 
     As with any lost answer, the last attempt may still have been applied.
     """
+
+
+class ClientClosedError(AiocognitoError, RuntimeError):
+    """The client was closed before the call could finish, or before it was made.
+
+    A call still queued when :meth:`CognitoClient.aclose` ran was never sent and took no quota.
+    One already on the wire may have been applied: ``.sent`` says which.
+
+    Attributes:
+        sent: Whether any attempt of the call had been sent.
+    """
+
+    def __init__(self, message: str = "the CognitoClient is closed", *, sent: bool = False) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class CredentialsError(AiocognitoError):

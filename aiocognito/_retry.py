@@ -42,7 +42,7 @@ from ._errors import (
     TransportError,
 )
 
-__all__ = ["RetryClass", "classify", "full_jitter_backoff", "retry_call"]
+__all__ = ["RetryClass", "classify", "full_jitter_backoff", "retry_call", "retry_delay"]
 
 T = TypeVar("T")
 
@@ -81,6 +81,36 @@ def full_jitter_backoff(
     exponent = min(attempt - 1, 62)
     ceiling = min(policy.backoff_cap, policy.backoff_base * math.ldexp(1.0, exponent))
     return rand() * ceiling
+
+
+def retry_delay(
+    kind: RetryClass,
+    attempt: int,
+    policy: RetryPolicy,
+    *,
+    remaining: float | None,
+    max_attempts: int | None = None,
+    rand: Callable[[], float] = random.random,
+) -> float | None:
+    """Seconds to wait before retrying a failed attempt, or ``None`` to give up.
+
+    The one statement of when a failure is retried, shared by :func:`retry_call` and the
+    engine: never a permanent error, never past ``max_attempts`` (the policy's by default),
+    ``LimitExceededException`` only when the policy allows it, and never a backoff that would
+    end past the deadline (``remaining`` seconds from now; ``None`` for no deadline).
+    """
+    limit = max_attempts if max_attempts is not None else policy.max_attempts
+    if kind is RetryClass.PERMANENT or attempt >= limit:
+        return None
+    if kind is RetryClass.SLOW:
+        if not policy.retry_limit_exceeded:
+            return None
+        delay = policy.limit_exceeded_backoff
+    else:
+        delay = full_jitter_backoff(attempt, policy, rand)
+    if remaining is not None and delay >= remaining:
+        return None
+    return delay
 
 
 Clock = Callable[[], float]
@@ -134,18 +164,16 @@ async def retry_call(
             kind = classify(exc)
             if on_failure is not None:
                 on_failure(exc, kind)
-            if (
-                kind is RetryClass.PERMANENT
-                or attempt >= limit
-                or isinstance(exc, DeadlineExceededError)
-            ):
+            if isinstance(exc, DeadlineExceededError):
                 raise
-            if kind is RetryClass.SLOW:
-                if not policy.retry_limit_exceeded:
-                    raise
-                delay = policy.limit_exceeded_backoff
-            else:
-                delay = full_jitter_backoff(attempt, policy, rand)
-            if give_up_at is not None and clock() + delay >= give_up_at:
+            delay = retry_delay(
+                kind,
+                attempt,
+                policy,
+                remaining=None if give_up_at is None else give_up_at - clock(),
+                max_attempts=limit,
+                rand=rand,
+            )
+            if delay is None:
                 raise
             await sleep(delay)

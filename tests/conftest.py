@@ -10,8 +10,13 @@ from typing import Any, TypedDict
 
 import attrs
 import pytest
+from hypothesis import settings
 
 from tests.fakes import FakeTransport
+
+# `HYPOTHESIS_PROFILE=long make test` (or pytest) runs the model-based tests much longer.
+settings.register_profile("long", max_examples=3000, stateful_step_count=60)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 def _free_port() -> int:

@@ -241,6 +241,7 @@ async def test_call_may_override_attempts_through_policy(fake_transport: FakeTra
 
 async def test_timeout_keyword_bounds_the_call(fake_transport: FakeTransport) -> None:
     import anyio
+    import anyio.lowlevel
 
     async def never(*_a: Any, **_k: Any) -> dict[str, Any]:
         await anyio.Event().wait()
@@ -248,9 +249,17 @@ async def test_timeout_keyword_bounds_the_call(fake_transport: FakeTransport) ->
 
     fake_transport.call = never  # type: ignore[method-assign]
     async with make(fake_transport) as cognito:
-        with pytest.raises(aiocognito.DeadlineExceededError):
+        with pytest.raises(aiocognito.DeadlineExceededError, match="may still be applied"):
             await cognito.update_user_attributes(TOKEN, {"nickname": "x"}, timeout=0.05)
-        assert cognito.statistics().in_flight == 0
+        # The update stays on the wire (the user's next change must not overtake it) until it
+        # answers; a read has nothing behind it and is cut off with its caller.
+        assert cognito.statistics().in_flight == 1
+        with pytest.raises(aiocognito.DeadlineExceededError):
+            await cognito.get_user(TOKEN, timeout=0.05)
+        with anyio.fail_after(5):  # the read's cancelled attempt winds down in a few turns
+            while cognito.statistics().in_flight != 1:
+                await anyio.lowlevel.checkpoint()
+    assert cognito.statistics().in_flight == 0  # closing ends the update's flight
 
 
 async def test_repr_shows_state_and_counts_but_no_secrets(fake_transport: FakeTransport) -> None:

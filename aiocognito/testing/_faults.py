@@ -12,7 +12,13 @@ from attrs import define, field, frozen, validators
 __all__ = ["Fault", "FaultKind", "Faults", "Latency"]
 
 FaultKind = Literal[
-    "throttle", "internal_error", "reset_before", "reset_after", "read_timeout", "latency"
+    "throttle",
+    "internal_error",
+    "internal_error_after",
+    "reset_before",
+    "reset_after",
+    "read_timeout",
+    "latency",
 ]
 
 
@@ -68,6 +74,7 @@ class Fault:
     Kinds:
         throttle: answer TooManyRequestsException, beyond any quota (a throttling burst).
         internal_error: answer 500 InternalErrorException; nothing is applied.
+        internal_error_after: apply the request, then answer 500 (an ambiguous failure).
         reset_before: reset the connection before applying the request.
         reset_after: apply the request, then reset the connection (an ambiguous failure).
         read_timeout: apply the request, then answer only after ``delay`` seconds.
@@ -92,6 +99,11 @@ class Fault:
     def internal_error(cls, **when: object) -> Fault:
         """Answer matching requests with 500 InternalErrorException."""
         return cls(kind="internal_error", **when)  # type: ignore[arg-type]
+
+    @classmethod
+    def internal_error_after(cls, **when: object) -> Fault:
+        """Apply matching requests, then answer 500 InternalErrorException."""
+        return cls(kind="internal_error_after", **when)  # type: ignore[arg-type]
 
     @classmethod
     def reset_before(cls, **when: object) -> Fault:

@@ -406,6 +406,9 @@ class FakeCognito:
         if fault is not None and fault.kind == "reset_after":
             self._count(operation, "reset")
             return _reset(request)
+        if fault is not None and fault.kind == "internal_error_after":
+            self._count(operation, "InternalErrorException")
+            return _error(500, "InternalErrorException", "Internal server error")
         if fault is not None and fault.kind == "read_timeout":
             await asyncio.sleep(fault.delay)
         self._count(operation, "ok")
