@@ -9,6 +9,29 @@ A fatal error (the pool does not exist, no credentials, the admin call is not au
 the run with that one error, raised plainly from the ``async for``, rather than a million failed
 rows. Leaving the ``async with`` early cancels the work: finished rows are in the journal, rows
 in flight are not.
+
+**The promise across runs.** However often a run is killed and resumed, each user ends as the
+input's rows for that user, applied one by one in input order, would leave them (bad rows and
+rows Cognito refused for good are skipped). Within a run the engine's per-user lanes keep the
+order. Across runs the journal (:mod:`aiocognito._journal`) marks rows ``ok``, ``failed`` (for
+good) or ``retry``. A resume decides, row by row in input order, before the row's task starts:
+
+- a ``failed`` row is skipped: it changed nothing;
+- a row with no record (in flight at a crash, never sent, or applied while the journal could not
+  record it) or recorded ``retry`` is sent again, and its user is marked;
+- an ``ok`` row is skipped, unless its user is marked: then it is sent again too, after the
+  earlier row, so that row cannot overwrite the newer values. Setting attributes again is
+  harmless, and the re-sent rows merge per user as usual.
+
+"User" here is the engine's lane key (pool and username, or the token's subject). Rows past the
+journal's highest index were never finished, so the marks are dropped there: the set holds at
+most the users of unfinished rows the journal covers.
+
+**Journal failures.** A failed journal write (read-only file, full disk, a lock another program
+holds) stops the run as :meth:`BulkUpdate.stop` does: no new rows are read, rows in flight
+finish and are reported as they went (applied rows as applied, though not journaled), then
+:class:`JournalWriteError` is raised from the ``async for``. The journal records nothing more,
+so a resume sends those rows again, by the rule above.
 """
 
 from __future__ import annotations
