@@ -188,32 +188,56 @@ async def test_a_second_run_on_a_journal_in_use_is_refused(
 # 3. Journal failures stop the run cleanly
 
 
-class _ReadOnlyAfter(sqlite3.Connection):
-    """A real SQLite connection that turns read-only before its Nth batch of rows."""
+class _FailingAfter(sqlite3.Connection):
+    """A real SQLite connection whose storage fails from its Nth batch of rows on.
+
+    ``fault`` is "readonly" (SQLite refuses writes: SQLITE_READONLY) or "full" (the file may
+    not grow: SQLITE_FULL, as on a full disk).
+    """
 
     writes_left = 0
+    fault = "readonly"
 
     def executemany(self, sql: str, parameters: Any, /) -> sqlite3.Cursor:
-        type(self).writes_left -= 1
-        if type(self).writes_left < 0:
-            self.execute("PRAGMA query_only = ON")  # SQLite refuses the write: SQLITE_READONLY
+        cls = type(self)
+        cls.writes_left -= 1
+        if cls.writes_left == -1:
+            if cls.fault == "readonly":
+                self.execute("PRAGMA query_only = ON")
+            else:
+                pages = self.execute("PRAGMA page_count").fetchone()[0]
+                self.execute(f"PRAGMA max_page_count = {pages}")
         return super().executemany(sql, parameters)
 
 
-def journal_failing_after(monkeypatch: pytest.MonkeyPatch, writes: int) -> None:
-    """Make the next journals opened fail on their write number ``writes + 1``."""
-    _ReadOnlyAfter.writes_left = writes
+#: The message SQLite gives for each fault.
+FAULT_CAUSES = {
+    "readonly": "attempt to write a readonly database",
+    "full": "database or disk is full",
+}
+
+
+def journal_failing_after(
+    monkeypatch: pytest.MonkeyPatch, writes: int, fault: str = "readonly"
+) -> None:
+    """Make the next journals opened fail (``fault``) from their write number ``writes + 1``."""
+    _FailingAfter.writes_left = writes
+    _FailingAfter.fault = fault
 
     def connect(path: str) -> sqlite3.Connection:
         return sqlite3.connect(
-            path, isolation_level=None, check_same_thread=False, factory=_ReadOnlyAfter
+            path, isolation_level=None, check_same_thread=False, factory=_FailingAfter
         )
 
     monkeypatch.setattr(_journal, "_connect", connect)
 
 
+@pytest.mark.parametrize("fault", ["readonly", "full"])
 async def test_a_failed_journal_write_stops_the_run_and_reports_applied_rows(
-    fake: tuple[FakeCognito, PoolInfo], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: tuple[FakeCognito, PoolInfo],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fault: str,
 ) -> None:
     server, pool = fake
     journal = str(tmp_path / "j.sqlite")
@@ -221,7 +245,7 @@ async def test_a_failed_journal_write_stops_the_run_and_reports_applied_rows(
         aiocognito.AttributeUpdate(username=f"user{i % 20}", attributes={"custom:seq": str(i)})
         for i in range(400)
     ]
-    journal_failing_after(monkeypatch, 30)
+    journal_failing_after(monkeypatch, 30, fault)
     seen: list[aiocognito.UpdateOutcome] = []
     limits = aiocognito.Limits(max_concurrency=4, user_update_rps=None, adaptive=False)
     async with client(server, pool, limits=limits) as cognito:
@@ -229,7 +253,7 @@ async def test_a_failed_journal_write_stops_the_run_and_reports_applied_rows(
         with pytest.raises(aiocognito.JournalWriteError) as caught:
             await collect(bulk, seen)
         assert caught.value.path == journal
-        assert "readonly database" in str(caught.value)
+        assert str(caught.value) == f"cannot use the journal {journal}: {FAULT_CAUSES[fault]}"
         assert len(seen) < 400  # it stopped reading
         assert bulk.statistics().rows_read == len(seen)  # and reported every row it read
         db = sqlite3.connect(journal)
@@ -293,6 +317,26 @@ async def test_a_journal_that_cannot_be_opened_is_a_clear_error(
         with pytest.raises(aiocognito.JournalWriteError) as caught:
             await drain(cognito.bulk_update([tier("user0", "x")], journal=str(journal)))
     assert str(caught.value) == f"cannot use the journal {journal}: {cause}"
+
+
+async def test_a_journal_from_the_previous_format_is_refused_plainly(
+    fake: tuple[FakeCognito, PoolInfo], tmp_path: Path
+) -> None:
+    server, pool = fake
+    journal = tmp_path / "j.sqlite"
+    db = sqlite3.connect(journal)
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute(
+        "CREATE TABLE rows (idx INTEGER PRIMARY KEY, fingerprint TEXT NOT NULL, status TEXT"
+        " NOT NULL, code TEXT, message TEXT, attempts INTEGER NOT NULL, user TEXT NOT NULL)"
+    )
+    db.execute("INSERT INTO rows VALUES (0, 'abc', 'ok', NULL, NULL, 1, 'user0')")
+    db.commit()
+    db.close()
+    async with client(server, pool) as cognito:
+        with pytest.raises(aiocognito.JournalMismatchError, match="older aiocognito"):
+            await drain(cognito.bulk_update([tier("user0", "x")], journal=str(journal)))
+    assert "custom:tier" not in server.user_attributes(pool.id, "user0")
 
 
 # ------------------------------------------------------------------------------------------
