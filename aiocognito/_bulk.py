@@ -9,20 +9,43 @@ A fatal error (the pool does not exist, no credentials, the admin call is not au
 the run with that one error, raised plainly from the ``async for``, rather than a million failed
 rows. Leaving the ``async with`` early cancels the work: finished rows are in the journal, rows
 in flight are not.
+
+**The promise across runs.** However often a run is killed and resumed, each user ends as the
+input's rows for that user, applied one by one in input order, would leave them (bad rows and
+rows Cognito refused for good are skipped). Within a run the engine's per-user lanes keep the
+order. Across runs the journal (:mod:`aiocognito._journal`) marks rows ``ok``, ``failed`` (for
+good) or ``retry``. A resume decides, row by row in input order, before the row's task starts:
+
+- a ``failed`` row is skipped: it changed nothing;
+- a row with no record (in flight at a crash, never sent, or applied while the journal could not
+  record it) or recorded ``retry`` is sent again, and its user is marked;
+- an ``ok`` row is skipped, unless its user is marked: then it is sent again too, after the
+  earlier row, so that row cannot overwrite the newer values. Setting attributes again is
+  harmless, and the re-sent rows merge per user as usual.
+
+"User" here is the engine's lane key (pool and username, or the token's subject). Rows past the
+journal's highest index were never finished, so the marks are dropped there: the set holds at
+most the users of unfinished rows the journal covers.
+
+**Journal failures.** A failed journal write (read-only file, full disk, a lock another program
+holds) stops the run as :meth:`BulkUpdate.stop` does: no new rows are read, rows in flight
+finish and are reported as they went (applied rows as applied, though not journaled), then
+:class:`JournalWriteError` is raised from the ``async for``. The journal records nothing more,
+so a resume sends those rows again, by the rule above.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Hashable, Iterable
 from types import TracebackType
 from typing import Any, Self
 
 import anyio
 import anyio.abc
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
-from attrs import frozen
+from attrs import define, frozen
 
 from ._config import RetryPolicy
 from ._dispatch import Dispatcher, Job, token_subject
@@ -32,10 +55,11 @@ from ._errors import (
     ClientClosedError,
     CognitoError,
     CredentialsError,
+    JournalWriteError,
     NotAuthorizedError,
     ResourceNotFoundError,
 )
-from ._journal import Journal, JournalRecord, fingerprint
+from ._journal import FINISHED, Journal, JournalRecord
 from ._limits import Priority, ShareLimit
 from ._models import AttributeUpdate, UpdateOutcome, UpdateResult
 from ._requests import request_id, update_request
@@ -99,6 +123,25 @@ class BulkStatistics:
     failed_by_code: dict[str, int]
 
 
+@define(eq=False)
+class _RowTag:
+    """A row's label on its engine job: what the journal records for it."""
+
+    index: int
+    digest: str
+    user: str
+    journaled: bool = False
+
+
+@define(eq=False)
+class _Pending:
+    """A row to work on: a bad row to record, or an update with its engine job."""
+
+    item: AttributeUpdate | BadRow
+    job: Job | None = None
+    tag: _RowTag | None = None
+
+
 def is_fatal(error: BaseException, operation: str) -> bool:
     """Whether an error condemns the whole run rather than one row."""
     if isinstance(error, CredentialsError | ResourceNotFoundError | ClientClosedError):
@@ -119,6 +162,7 @@ class BulkUpdate:
         default_pool: str | None,
         journal: str | None,
         input_id: str | None,
+        journal_key: bytes | str | None = None,
         read_ahead: int,
         max_share: float | None,
         timeout: float | None,
@@ -129,11 +173,22 @@ class BulkUpdate:
         self._default_pool = default_pool
         self._journal_path = journal
         self._input_id = input_id
+        if isinstance(journal_key, str):
+            journal_key = journal_key.encode()
+        if journal_key is not None and not journal_key:
+            raise AttributeValidationError("journal_key: must not be empty")
+        self._journal_key = journal_key
         self._read_ahead = read_ahead
         self._share = ShareLimit(max_share) if max_share is not None else None
         self._timeout = timeout
         self._retry = retry
         self._journal: Journal | None = None
+        # The highest row index the journal held when the run started: rows past it were never
+        # finished, so nothing past it is skipped.
+        self._last_index = -1
+        # Users (engine lane keys) with a row re-sent in this run: their later rows that had
+        # succeeded are re-sent after it. Bounded by the unfinished rows up to _last_index.
+        self._resend: set[Hashable] = set()
         self._task_group: anyio.abc.TaskGroup | None = None
         self._send: MemoryObjectSendStream[UpdateOutcome] | None = None
         self._receive: MemoryObjectReceiveStream[UpdateOutcome] | None = None
@@ -151,12 +206,13 @@ class BulkUpdate:
 
     async def __aenter__(self) -> Self:
         if self._journal_path is not None:
-            self._journal = Journal(self._journal_path)
+            journal = Journal(self._journal_path, key=self._journal_key, input_id=self._input_id)
             try:
-                self._journal.bind_input(self._input_id)
+                self._last_index = journal.last_index()
             except BaseException:
-                self._journal.close()
+                journal.close()
                 raise
+            self._journal = journal
         self._send, self._receive = anyio.create_memory_object_stream[UpdateOutcome](
             self._read_ahead
         )
@@ -252,20 +308,27 @@ class BulkUpdate:
                 if self._ending():  # stopped while we waited for room
                     slots.release()
                     break
+                try:
+                    plan = self._plan(index, item)
+                except JournalWriteError as exc:
+                    # The row was taken but not started: like one read after a stop.
+                    slots.release()
+                    self._fail(exc)
+                    break
                 self._rows_read += 1
-                rows.start_soon(self._row, index, item, send, slots, rows.cancel_scope)
+                rows.start_soon(self._row, index, plan, send, slots, rows.cancel_scope)
                 index += 1
 
     async def _row(
         self,
         index: int,
-        item: AttributeUpdate | BadRow,
+        plan: UpdateOutcome | _Pending,
         send: MemoryObjectSendStream[UpdateOutcome],
         slots: anyio.Semaphore,
         rows_scope: anyio.CancelScope,
     ) -> None:
         try:
-            outcome = await self._process(index, item)
+            outcome = plan if isinstance(plan, UpdateOutcome) else await self._process(index, plan)
             if outcome is None:  # a fatal error: stop everything
                 rows_scope.cancel()
                 return
@@ -276,37 +339,29 @@ class BulkUpdate:
         finally:
             slots.release()
 
-    async def _process(self, index: int, item: AttributeUpdate | BadRow) -> UpdateOutcome | None:
+    def _plan(self, index: int, item: AttributeUpdate | BadRow) -> UpdateOutcome | _Pending:
+        """Decide, in input order, what to do with one row: an outcome now, or work to do.
+
+        Runs in the producer, before the row's task starts, so the journal is consulted in
+        input order and the resume rule below sees every earlier row of a user first.
+        """
         journal = self._journal
         if isinstance(item, BadRow):
-            digest = fingerprint("bad", item.raw) if journal is not None else ""
-            if journal is not None and journal.finished(index, digest) is not None:
-                return UpdateOutcome(
-                    index=index,
-                    update=None,
-                    ok=False,
-                    error=item.error,
-                    skipped=True,
-                    line=item.line,
-                    bad_row=item,
-                )
+            tag = None
             if journal is not None:
-                journal.record(
-                    [
-                        JournalRecord(
-                            index,
-                            digest,
-                            "failed",
-                            "AttributeValidationError",
-                            str(item.error),
-                            0,
-                            "?",
-                        )
-                    ]
-                )
-            return UpdateOutcome(
-                index=index, update=None, ok=False, error=item.error, line=item.line, bad_row=item
-            )
+                tag = _RowTag(index, journal.fingerprint("bad", secret=item.raw), "?")
+                record = self._lookup(index, tag.digest)
+                if record is not None and record.status in FINISHED:
+                    return UpdateOutcome(
+                        index=index,
+                        update=None,
+                        ok=False,
+                        error=item.error,
+                        skipped=True,
+                        line=item.line,
+                        bad_row=item,
+                    )
+            return _Pending(item=item, tag=tag)
         update: object = item  # sources are user code: check what they gave
         if not isinstance(update, AttributeUpdate):
             error = AttributeValidationError(
@@ -319,31 +374,6 @@ class BulkUpdate:
             operation, params, secrets = self._request(update)
         except AttributeValidationError as exc:
             return UpdateOutcome(index=index, update=update, ok=False, error=exc, line=line)
-        digest = ""  # only a journal needs the row's fingerprint
-        if journal is not None:
-            # Identify the row by its user and change, not by its token: tokens expire within
-            # hours, and a migration resumed with fresh ones is still the same input.
-            identity = {k: v for k, v in params.items() if k != "AccessToken"}
-            if "AccessToken" in params:
-                identity["subject"] = token_subject(params["AccessToken"])
-            digest = fingerprint(operation, identity)
-            record = journal.finished(index, digest)
-            if record is not None:
-                previous: AiocognitoError | None = None
-                if record.status != "ok":
-                    previous = CognitoError(
-                        record.message or "", code=record.code, operation=operation
-                    )
-                return UpdateOutcome(
-                    index=index,
-                    update=update,
-                    ok=record.status == "ok",
-                    error=previous,
-                    attempts=record.attempts,
-                    skipped=True,
-                    line=line,
-                )
-
         job = self._dispatcher.make_job(
             operation,
             params,
@@ -356,7 +386,76 @@ class BulkUpdate:
             priority=Priority.BULK,
             share=self._share,
         )
-        job.tag = (index, digest, update.user)
+        if journal is None:
+            return _Pending(item=update, job=job)
+        # Identify the row by its user and change, not by its token: tokens expire within
+        # hours, and a migration resumed with fresh ones is still the same input.
+        user = (
+            token_subject(params["AccessToken"])
+            if "AccessToken" in params
+            else params.get("Username")
+        )
+        digest = journal.fingerprint(
+            operation,
+            params.get("UserPoolId"),
+            user,
+            sorted(update.values),
+            secret=[params.get("UserAttributes"), params.get("ClientMetadata")],
+        )
+        tag = job.tag = _RowTag(index, digest, update.user)
+        record = self._lookup(index, digest)
+        lane = job.lane_key if job.lane_key is not None else ("row", index)
+        if record is not None and (
+            record.status == "failed" or (record.status == "ok" and lane not in self._resend)
+        ):
+            previous: AiocognitoError | None = None
+            if record.status != "ok":
+                previous = CognitoError(record.message or "", code=record.code, operation=operation)
+            return UpdateOutcome(
+                index=index,
+                update=update,
+                ok=record.status == "ok",
+                error=previous,
+                attempts=record.attempts,
+                skipped=True,
+                line=line,
+            )
+        if index <= self._last_index:
+            # This row is sent again (never finished, or its retries ran out), so the user's
+            # later rows that had succeeded must follow it: else it would overwrite them.
+            self._resend.add(lane)
+        return _Pending(item=update, job=job, tag=tag)
+
+    def _lookup(self, index: int, digest: str) -> JournalRecord | None:
+        assert self._journal is not None
+        if index > self._last_index:
+            self._resend.clear()  # no finished row lies ahead: nothing more to re-send
+            return None
+        return self._journal.lookup(index, digest)
+
+    async def _process(self, index: int, pending: _Pending) -> UpdateOutcome | None:
+        item = pending.item
+        if isinstance(item, BadRow):
+            if pending.tag is not None:
+                self._journal_records(
+                    [
+                        JournalRecord(
+                            index,
+                            pending.tag.digest,
+                            "failed",
+                            "AttributeValidationError",
+                            str(item.error),
+                            0,
+                            "?",
+                        )
+                    ]
+                )
+            return UpdateOutcome(
+                index=index, update=None, ok=False, error=item.error, line=item.line, bad_row=item
+            )
+        job = pending.job
+        assert job is not None
+        update, operation = item, job.operation
         try:
             response = await self._dispatcher.run(job)
         except AiocognitoError as exc:
@@ -372,8 +471,9 @@ class BulkUpdate:
                 error=exc,
                 attempts=job.attempts,
                 merged=job.merged_with > 1,
-                line=line,
+                line=update.line,
             )
+        # Reported as applied even when the journal could not record it: it was applied.
         self._journal_batch(job)
         return UpdateOutcome(
             index=index,
@@ -381,7 +481,7 @@ class BulkUpdate:
             ok=True,
             attempts=job.attempts,
             merged=job.merged_with > 1,
-            line=line,
+            line=update.line,
             result=UpdateResult(request_id=request_id(response)),
         )
 
@@ -405,9 +505,10 @@ class BulkUpdate:
             return
         records = []
         for member in job.batch or (job,):
-            if not member.finished or member.tag is None:
+            tag = member.tag
+            if not member.finished or not isinstance(tag, _RowTag) or tag.journaled:
                 continue
-            index, digest, user = member.tag
+            tag.journaled = True  # the first member to finish records the whole call
             if member.error is None:
                 status, code, message = "ok", None, None
             else:
@@ -418,9 +519,25 @@ class BulkUpdate:
                 code = getattr(member.error, "code", None) or type(member.error).__name__
                 message = str(member.error)
             records.append(
-                JournalRecord(index, digest, status, code, message, member.attempts, user)
+                JournalRecord(
+                    tag.index, tag.digest, status, code, message, member.attempts, tag.user
+                )
             )
-        self._journal.record(records)
+        self._journal_records(records)
+
+    def _journal_records(self, records: list[JournalRecord]) -> None:
+        """Write records; a failed write stops the run (the rows are still reported)."""
+        assert self._journal is not None
+        try:
+            self._journal.record(records)
+        except JournalWriteError as exc:
+            self._fail(exc)
+
+    def _fail(self, exc: AiocognitoError) -> None:
+        """Stop reading; the rows already read finish and report, then ``exc`` is raised."""
+        if self._fatal is None:
+            self._fatal = exc
+        self._stopping = True
 
     def _count(self, outcome: UpdateOutcome) -> None:
         if outcome.skipped:

@@ -267,7 +267,8 @@ async def run_update(
         print(f"error: cannot read {settings.input}: {exc.strerror}", file=out)
         return EXIT_USAGE
     journal = settings.journal or settings.default_path("journal")
-    outputs = _Outputs(settings)
+    # Opened once the journal is locked, so that a run refused there touches no report file.
+    outputs: _Outputs | None = None
     limits = aiocognito.Limits(max_concurrency=settings.concurrency, user_update_rps=settings.rps)
     progress = _Progress(settings.progress, total, settings.rps, out)
     interrupted = False
@@ -283,9 +284,15 @@ async def run_update(
             **settings.credentials,  # type: ignore[arg-type]
         ) as cognito:
             bulk = cognito.bulk_update(
-                aiocognito.read_updates(settings.input), journal=journal, input_id=input_id
+                aiocognito.read_updates(settings.input),
+                journal=journal,
+                input_id=input_id,
+                # The input's full digest keys the journal's fingerprints: the journal does not
+                # hold it, so the journal alone cannot confirm a guessed value.
+                journal_key=input_id,
             )
             async with bulk:
+                outputs = _Outputs(settings)
                 stop_signals = _install_sigint(bulk, out)
                 try:
                     fatal = await _consume(
@@ -300,13 +307,18 @@ async def run_update(
             stats, rows = cognito.statistics(), bulk.statistics()
     except aiocognito.AiocognitoError as exc:
         progress.close()
-        outputs.close()
+        if outputs is not None:
+            outputs.close()
+        if isinstance(exc, aiocognito.JournalLockedError | aiocognito.JournalWriteError):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         print(f"error: the run stopped: {exc}", file=out)
         print(
             f"rows finished so far are recorded in {journal}; fix the cause and run again", file=out
         )
         return EXIT_USAGE
     progress.close()
+    assert outputs is not None
     outputs.close()
     wall = time.monotonic() - started
     _summary(out, rows, stats, code_by_error, wall, settings.rps)

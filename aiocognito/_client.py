@@ -486,6 +486,7 @@ class CognitoClient:
         *,
         journal: str | None = None,
         input_id: str | None = None,
+        journal_key: bytes | str | None = None,
         max_share: float | None = None,
         read_ahead: int | None = None,
         timeout: float | None = None,
@@ -508,7 +509,11 @@ class CognitoClient:
             journal: A SQLite file recording finished rows. Re-running with it skips the rows
                 finished before, whether they succeeded or failed permanently.
             input_id: Identifies the input (e.g. a file digest) so a journal is never resumed
-                against another input. Rows are fingerprinted in the journal as well.
+                against another input. The journal stores its SHA-256, not the id itself.
+            journal_key: A secret (say ``secrets.token_bytes(32)``, kept outside the journal)
+                that keys the journal's row fingerprints, so a resume against rows whose values
+                changed is refused and the journal alone confirms no guessed value. Without
+                it, fingerprints cover users and attribute names only. Resume with the same key.
             max_share: The largest share of the quota this job may use, e.g. ``0.8`` to leave
                 room for web traffic on the same client.
             read_ahead: Rows read but not finished, at most; default twice ``max_concurrency``.
@@ -520,7 +525,10 @@ class CognitoClient:
         Raises:
             CognitoError: A fatal error (missing pool, denied credentials) ends the run: raised
                 plainly from the ``async for``, after the outcomes already finished.
-            JournalMismatchError: The journal belongs to a different input.
+            JournalMismatchError: The journal belongs to a different input, or another key.
+            JournalLockedError: Another run holds the journal (raised on entering).
+            JournalWriteError: The journal cannot be opened or written. A failed write stops the
+                run like :meth:`BulkUpdate.stop`, then is raised from the ``async for``.
         """
         self._check_open()
         assert self._dispatcher is not None
@@ -530,6 +538,7 @@ class CognitoClient:
             default_pool=self._user_pool_id,
             journal=journal,
             input_id=input_id,
+            journal_key=journal_key,
             read_ahead=read_ahead or 2 * self.limits.max_concurrency,
             max_share=max_share,
             timeout=timeout,

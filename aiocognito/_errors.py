@@ -32,6 +32,8 @@ Every error raised on purpose derives from :class:`AiocognitoError`::
     ├── CredentialsError                  an admin operation found no AWS credentials
     ├── ConfigurationError                the client cannot be set up, e.g. no region
     ├── JournalMismatchError              a bulk journal belongs to a different input
+    ├── JournalLockedError                another run is using the bulk journal
+    ├── JournalWriteError                 the bulk journal cannot be opened or written
     └── AttributeValidationError          (also a ValueError) bad input; nothing was sent
 
 A service error whose code is not in the table above is still a :class:`CognitoError`, with its
@@ -62,7 +64,9 @@ __all__ = [
     "InvalidParameterError",
     "InvalidSmsRoleAccessPolicyError",
     "InvalidSmsRoleTrustRelationshipError",
+    "JournalLockedError",
     "JournalMismatchError",
+    "JournalWriteError",
     "LimitExceededError",
     "NotAuthorizedError",
     "OperationNotEnabledError",
@@ -319,6 +323,47 @@ class ConfigurationError(AiocognitoError):
 
 class JournalMismatchError(AiocognitoError):
     """A bulk journal was written for a different input; resuming against this one is refused."""
+
+
+class JournalLockedError(AiocognitoError):
+    """Another run holds the bulk journal; this run is refused before doing anything.
+
+    Attributes:
+        path: The journal file.
+        pid: The process id of the run that holds it, when it could be read.
+    """
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        super().__init__(path, pid)
+        self.path = path
+        self.pid = pid
+
+    def __str__(self) -> str:
+        holder = f"process {self.pid}" if self.pid is not None else "another process"
+        return (
+            f"journal {self.path} is in use by another run ({holder}); wait for it to finish, "
+            "or give this run another journal"
+        )
+
+
+class JournalWriteError(AiocognitoError):
+    """The bulk journal cannot be opened, read or written (read-only, disk full, locked).
+
+    The run stops: rows applied from then on are reported but not journaled, so a resume sends
+    them again.
+
+    Attributes:
+        path: The journal file.
+        cause: What went wrong, as SQLite or the operating system put it.
+    """
+
+    def __init__(self, path: str, cause: str) -> None:
+        super().__init__(path, cause)
+        self.path = path
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"cannot use the journal {self.path}: {self.cause}"
 
 
 class AttributeValidationError(AiocognitoError, ValueError):

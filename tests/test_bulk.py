@@ -228,18 +228,39 @@ async def test_resume_against_another_input_is_refused(
     server, pool = fake
     journal = str(tmp_path / "j.sqlite")
     async with client(server, pool) as cognito:
-        async with cognito.bulk_update(rows(10), journal=journal) as outcomes:
-            assert len([o async for o in outcomes]) == 10
+        keyed = cognito.bulk_update(rows(10), journal=journal, journal_key=b"k1")
+        assert len(await drain(keyed)) == 10
         changed = rows(10)
         changed[3] = aiocognito.AttributeUpdate(
             username="user3", attributes={"custom:seq": "different"}
         )
         with pytest.raises(aiocognito.JournalMismatchError, match="row 3 differs"):
-            await drain(cognito.bulk_update(changed, journal=journal))
-        async with cognito.bulk_update(rows(10), journal=journal, input_id="a") as outcomes:
-            assert len([o async for o in outcomes]) == 10
+            await drain(cognito.bulk_update(changed, journal=journal, journal_key=b"k1"))
+        with pytest.raises(aiocognito.JournalMismatchError, match="different journal key"):
+            await drain(cognito.bulk_update(rows(10), journal=journal, journal_key=b"k2"))
+        with pytest.raises(aiocognito.JournalMismatchError, match="different journal key"):
+            await drain(cognito.bulk_update(rows(10), journal=journal))
+
+        # Without a key the fingerprints hold no values, but still the users and names.
+        unkeyed = str(tmp_path / "unkeyed.sqlite")
+        assert len(await drain(cognito.bulk_update(rows(10), journal=unkeyed))) == 10
+        other_user = rows(10)
+        other_user[4] = aiocognito.AttributeUpdate(username="user9", attributes={"custom:seq": "4"})
+        with pytest.raises(aiocognito.JournalMismatchError, match="row 4 differs"):
+            await drain(cognito.bulk_update(other_user, journal=unkeyed))
+        other_name = rows(10)
+        other_name[5] = aiocognito.AttributeUpdate(
+            username="user5", attributes={"custom:tier": "5"}
+        )
+        with pytest.raises(aiocognito.JournalMismatchError, match="row 5 differs"):
+            await drain(cognito.bulk_update(other_name, journal=unkeyed))
+
+        async with cognito.bulk_update(rows(10), journal=journal, input_id="a", journal_key="k1"):
+            pass
         with pytest.raises(aiocognito.JournalMismatchError, match="different input"):
-            async with cognito.bulk_update(rows(10), journal=journal, input_id="b"):
+            async with cognito.bulk_update(
+                rows(10), journal=journal, input_id="b", journal_key="k1"
+            ):
                 pass
 
 
