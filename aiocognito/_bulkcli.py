@@ -6,6 +6,7 @@ Used by :mod:`aiocognito.cli` (and by ``aiocognito demo``); built on the public 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import io
@@ -15,6 +16,7 @@ import os
 import shlex
 import signal
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -90,10 +92,11 @@ def check_paths(settings: UpdateSettings) -> str | None:
             return f"{name}: the directory {directory} does not exist"
         if os.path.isdir(path):
             return f"{name}: {path} is a directory"
-        if not os.access(directory, os.W_OK | os.X_OK) or (
-            os.path.exists(path) and not os.access(path, os.W_OK)
-        ):
+        exists = os.path.exists(path)
+        if not (os.access(path, os.W_OK) if exists else os.access(directory, os.W_OK | os.X_OK)):
             return f"{name}: {path} is not writable"
+        if exists and not os.path.isfile(path):
+            continue  # a device or a pipe (/dev/null): sharing it loses nothing
         real = os.path.realpath(path)
         if real in seen:
             return f"{name}: {path} is the same file as {seen[real]}; give each its own file"
@@ -243,7 +246,8 @@ class _Outputs:
         for fh in (self._results, self._failures):
             if not fh.closed:
                 fh.flush()
-                os.fsync(fh.fileno())
+                if _is_regular(fh.fileno()):  # a pipe or a terminal cannot be fsynced
+                    os.fsync(fh.fileno())
 
     def close(self) -> None:
         self.sync()
@@ -255,11 +259,18 @@ def _open_private(path: str, *, errors: str) -> IO[str]:
     """Open ``path`` for writing, truncated, readable by its owner only, whatever the umask."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its mode through O_CREAT: tighten it
+        # An existing file keeps its mode through O_CREAT: tighten it. Only a regular file,
+        # though: `--results /dev/null` must never change the mode of a shared device.
+        if _is_regular(fd):
+            os.fchmod(fd, 0o600)
         return open(fd, "w", encoding="utf-8", errors=errors, newline="")
     except BaseException:
         os.close(fd)
         raise
+
+
+def _is_regular(fd: int) -> bool:
+    return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def _csv_line(cells: Sequence[str]) -> str:
@@ -409,21 +420,14 @@ async def run_update(
         return prepared
     reader, total, input_id = prepared
     journal = settings.journal_path
-    limits = aiocognito.Limits(max_concurrency=settings.concurrency, user_update_rps=settings.rps)
     outputs: _Outputs | None = None
     progress: _Progress | None = None
     tally = _Tally()
     interrupted = False
     started = time.monotonic()
     try:
-        async with aiocognito.CognitoClient(
-            region_name=settings.region,
-            user_pool_id=settings.user_pool_id,
-            endpoint_url=settings.endpoint_url,
-            profile_name=settings.profile,
-            limits=limits,
-            **settings.credentials,  # type: ignore[arg-type]
-        ) as cognito:
+        async with contextlib.AsyncExitStack() as stack:
+            cognito = await _open_client(stack, settings)
             bulk = cognito.bulk_update(reader, journal=journal, input_id=input_id)
             async with bulk:
                 # The journal has accepted this run: only now may the earlier reports go.
@@ -448,6 +452,9 @@ async def run_update(
                 file=err,
             )
         return EXIT_USAGE
+    except _SetupError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_USAGE
     except sqlite3.Error as exc:
         _close(progress, outputs)
         print(f"error: cannot use the journal {journal}: {exc}", file=err)
@@ -464,6 +471,32 @@ async def run_update(
     wall = time.monotonic() - started
     _summary(out, tally, rows, stats, wall, settings.rps)
     return _report(settings, outputs, journal, tally, interrupted=interrupted, out=out)
+
+
+class _SetupError(Exception):
+    """The AWS client could not be set up: a profile, region or endpoint botocore refuses."""
+
+
+async def _open_client(
+    stack: contextlib.AsyncExitStack, settings: UpdateSettings
+) -> aiocognito.CognitoClient:
+    limits = aiocognito.Limits(max_concurrency=settings.concurrency, user_update_rps=settings.rps)
+    try:
+        client = aiocognito.CognitoClient(
+            region_name=settings.region,
+            user_pool_id=settings.user_pool_id,
+            endpoint_url=settings.endpoint_url,
+            profile_name=settings.profile,
+            limits=limits,
+            **settings.credentials,  # type: ignore[arg-type]
+        )
+        return await stack.enter_async_context(client)
+    except aiocognito.AiocognitoError:
+        raise
+    except Exception as exc:
+        # botocore's own errors (ProfileNotFound, InvalidRegionError, a bad endpoint) reach us
+        # untranslated; at setup they name configuration, never a request's secrets.
+        raise _SetupError(f"cannot set up the AWS client: {exc}") from None
 
 
 def _prepare(

@@ -7,8 +7,10 @@ import asyncio
 import contextlib
 import math
 import os
+import re
 import signal
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
@@ -87,6 +89,28 @@ def _milliseconds(text: str) -> float:
     return value
 
 
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+
+def _region(text: str) -> str:
+    if not _REGION.fullmatch(text):  # botocore's own rule, checked before anything runs
+        raise argparse.ArgumentTypeError(f"not a region name: {text!r}")
+    return text
+
+
+def _endpoint_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def _directory(text: str) -> str:
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"not a directory: {text}")
+    return text
+
+
 def _user_pool_id(text: str) -> str:
     try:
         # The library's own check, through the public API, so the CLI agrees with it.
@@ -151,8 +175,8 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument(
         "--user-pool-id", type=_user_pool_id, metavar="P", help="the pool of rows without one"
     )
-    update.add_argument("--region", metavar="R")
-    update.add_argument("--endpoint-url", metavar="URL")
+    update.add_argument("--region", type=_region, metavar="R")
+    update.add_argument("--endpoint-url", type=_endpoint_url, metavar="URL")
     update.add_argument("--profile", metavar="NAME")
     update.add_argument(
         "--rps",
@@ -181,7 +205,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--users", type=_at_least(1), default=2000)
     demo.add_argument("--rps", type=_positive_rate, default=200.0)
-    demo.add_argument("--dir", metavar="DIR", help="where to write files (default: a temp dir)")
+    demo.add_argument(
+        "--dir", type=_directory, metavar="DIR", help="where to write files (default: a temp dir)"
+    )
     demo.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
 
     fake = commands.add_parser(
@@ -191,7 +217,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     fake.add_argument("--host", default="127.0.0.1")
     fake.add_argument("--port", type=_port, default=0, help="0 picks a free port (default)")
-    fake.add_argument("--region", default="us-east-1")
+    fake.add_argument("--region", type=_region, default="us-east-1")
     fake.add_argument(
         "--user-update-rps",
         type=_rate,

@@ -74,6 +74,9 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
         (["--concurrency", "many"], "--concurrency"),
         (["--progress", "loud"], "--progress"),
         (["--user-pool-id", "not a pool"], "--user-pool-id"),
+        (["--region", "bad_region!"], "--region"),
+        (["--endpoint-url", "notaurl"], "--endpoint-url"),
+        (["--profile", "nosuch", "--region", "us-east-1"], "nosuch"),
         (["--results", "{tmp}/missing/r.jsonl"], "missing"),
         (["--failures", "{tmp}/missing/f.jsonl"], "missing"),
         (["--journal", "{tmp}/missing/j.journal"], "missing"),
@@ -105,6 +108,7 @@ def test_bad_update_flags_are_one_line_and_exit_2(
         ["update", "--input", "{tmp}/absent.jsonl"],
         ["update", "--input", "{tmp}"],
         ["demo", "--users", "0"],
+        ["demo", "--dir", "/dev/null"],
         ["demo", "--rps", "nan"],
         ["fake-server", "--port", "70000"],
         ["fake-server", "--latency-ms", "nan"],
@@ -358,3 +362,45 @@ def test_second_ctrl_c_in_a_real_process_flushes_the_reports(
     records = [json.loads(line) for line in text.splitlines()]
     reported = int(err.split("second interrupt: ", 1)[1].split(" rows", 1)[0])
     assert len(records) == reported
+
+
+@pytest.mark.usefixtures("aws_keys")
+def test_reports_sent_to_a_device_leave_the_device_alone(
+    served: tuple[FakeCognito, PoolInfo], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mode = os.stat(os.devnull).st_mode
+    path = write_jsonl(tmp_path / "in.jsonl", [*good_rows(3), '{"username": "ghost", "x": 1}'])
+    argv = cli(served, path, "--results", os.devnull, "--failures", os.devnull)
+    code, _out, err = run_main(argv, capsys)
+    assert code == 1, err
+    assert os.stat(os.devnull).st_mode == mode  # never chmod a shared device
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.journal", "in.jsonl"]
+
+
+@pytest.mark.usefixtures("aws_keys")
+@pytest.mark.parametrize("suffix", ["jsonl", "csv"])
+def test_a_non_utf8_row_reaches_the_failures_file_byte_for_byte_on_every_run(
+    served: tuple[FakeCognito, PoolInfo],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    suffix: str,
+) -> None:
+    if suffix == "csv":
+        header, bad = b"username,nickname\n", b"user2,caf\xe9 cr\xe8me"
+        good = b"user1,ok\n"
+    else:
+        header, bad = b"", b'{"username": "user2", "attributes": {"nickname": "caf\xe9"}}'
+        good = b'{"username": "user1", "attributes": {"nickname": "ok"}}\n'
+    path = tmp_path / f"in.{suffix}"
+    path.write_bytes(header + good + bad + b"\n")
+    failures = tmp_path / f"in.failures.{suffix}"
+    for attempt in ("first", "resumed"):
+        code, out, err = run_main(cli(served, path), capsys)
+        assert code == 1, err
+        assert failures.read_bytes() == header + bad + b"\n", attempt
+        assert _summary_value(out, "bad rows (never sent)") == "1"
+    # The line is fixed in the failures file, and that file runs as it is.
+    failures.write_bytes(failures.read_bytes().replace(b"\xe9", b"e").replace(b"\xe8", b"e"))
+    code, _out, err = run_main(cli(served, failures), capsys)
+    assert code == 0, err
+    assert served[0].user_attributes(served[1].id, "user2")["nickname"].startswith("cafe")
