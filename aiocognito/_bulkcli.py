@@ -196,7 +196,7 @@ class _Outputs:
             self._results.close()
             raise
         if self._csv_header is not None:
-            self._failures.write(_csv_line(self._csv_header) + "\n")
+            _put(self._failures, self.failures_path, _csv_line(self._csv_header) + "\n")
 
     def write(self, outcome: aiocognito.UpdateOutcome) -> None:
         update = outcome.update
@@ -211,12 +211,12 @@ class _Outputs:
             "merged": outcome.merged,
             "skipped": outcome.skipped,
         }
-        self._results.write(json.dumps(record) + "\n")
+        _put(self._results, self.results_path, json.dumps(record) + "\n")
         self.results_written += 1
         if not outcome.ok:
             row = self._as_input(outcome)
             if row is not None:
-                self._failures.write(row + "\n")
+                _put(self._failures, self.failures_path, row + "\n")
                 self.failures_written += 1
 
     def _as_input(self, outcome: aiocognito.UpdateOutcome) -> str | None:
@@ -243,16 +243,24 @@ class _Outputs:
 
     def sync(self) -> None:
         """Flush both files to the disk (the second Ctrl-C calls this before exiting)."""
-        for fh in (self._results, self._failures):
-            if not fh.closed:
+        for fh, path in ((self._results, self.results_path), (self._failures, self.failures_path)):
+            if fh.closed:
+                continue
+            try:
                 fh.flush()
                 if _is_regular(fh.fileno()):  # a pipe or a terminal cannot be fsynced
                     os.fsync(fh.fileno())
+            except OSError as exc:
+                exc.filename = exc.filename or path
+                raise
 
     def close(self) -> None:
-        self.sync()
-        for fh in (self._results, self._failures):
-            fh.close()
+        try:
+            self.sync()
+        finally:
+            for fh in (self._results, self._failures):
+                with contextlib.suppress(OSError):  # already reported by sync
+                    fh.close()
 
 
 def _open_private(path: str, *, errors: str) -> IO[str]:
@@ -266,6 +274,14 @@ def _open_private(path: str, *, errors: str) -> IO[str]:
         return open(fd, "w", encoding="utf-8", errors=errors, newline="")
     except BaseException:
         os.close(fd)
+        raise
+
+
+def _put(fh: IO[str], path: str, text: str) -> None:
+    try:
+        fh.write(text)
+    except OSError as exc:
+        exc.filename = exc.filename or path  # a failed write names no file by itself
         raise
 
 
@@ -443,31 +459,13 @@ async def run_update(
                 interrupted = bulk.stopped
             progress.update(bulk, cognito)
             stats, rows = cognito.statistics(), bulk.statistics()
-    except aiocognito.AiocognitoError as exc:
-        _close(progress, outputs)
-        print(f"error: the run stopped: {exc}", file=err)
-        if outputs is not None:
-            print(
-                f"rows finished so far are recorded in {journal}; fix the cause and run again",
-                file=err,
-            )
+        progress.close()
+        outputs.close()
+    except (aiocognito.AiocognitoError, _SetupError, sqlite3.Error, OSError) as exc:
+        with contextlib.suppress(OSError):  # a report that failed fails again: already in hand
+            _close(progress, outputs)
+        print(_why_stopped(exc, journal, started=outputs is not None), file=err)
         return EXIT_USAGE
-    except _SetupError as exc:
-        print(f"error: {exc}", file=err)
-        return EXIT_USAGE
-    except sqlite3.Error as exc:
-        _close(progress, outputs)
-        print(f"error: cannot use the journal {journal}: {exc}", file=err)
-        return EXIT_USAGE
-    except OSError as exc:
-        _close(progress, outputs)
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=err)
-        return EXIT_USAGE
-    assert outputs is not None
-    assert progress is not None
-    progress.close()
-    outputs.close()
     wall = time.monotonic() - started
     _summary(out, tally, rows, stats, wall, settings.rps)
     return _report(settings, outputs, journal, tally, interrupted=interrupted, out=out)
@@ -517,6 +515,22 @@ def _prepare(
         print(f"error: cannot read {settings.input}: {exc.strerror}", file=err)
         return EXIT_USAGE
     return reader, total, input_id
+
+
+def _why_stopped(exc: Exception, journal: str, *, started: bool) -> str:
+    """The message for a run that was refused or stopped, naming the file or the cause."""
+    if isinstance(exc, aiocognito.AiocognitoError):
+        text = f"error: the run stopped: {exc}"
+    elif isinstance(exc, sqlite3.Error):
+        text = f"error: cannot use the journal {journal}: {exc}"
+    elif isinstance(exc, OSError):
+        where = f"cannot write {exc.filename}: " if exc.filename else ""
+        text = f"error: {where}{exc.strerror or exc}"
+    else:
+        text = f"error: {exc}"
+    if started:
+        text += f"\nrows finished so far are recorded in {journal}; fix the cause and run again"
+    return text
 
 
 def _close(progress: _Progress | None, outputs: _Outputs | None) -> None:

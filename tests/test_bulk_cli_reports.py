@@ -404,3 +404,24 @@ def test_a_non_utf8_row_reaches_the_failures_file_byte_for_byte_on_every_run(
     code, _out, err = run_main(cli(served, failures), capsys)
     assert code == 0, err
     assert served[0].user_attributes(served[1].id, "user2")["nickname"].startswith("cafe")
+
+
+@pytest.mark.usefixtures("aws_keys")
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize("flag", ["--results", "--failures"])
+def test_a_full_disk_under_a_report_is_a_clear_error(
+    served: tuple[FakeCognito, PoolInfo],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+) -> None:
+    # /dev/full fails every write with ENOSPC, as a full disk would.
+    path = write_jsonl(tmp_path / "in.jsonl", [*good_rows(50), '{"username": "ghost"}'])
+    code, out, err = run_main(cli(served, path, flag, "/dev/full"), capsys)
+    assert code == 2
+    assert "Traceback" not in out + err
+    assert err.splitlines() == [
+        "error: cannot write /dev/full: No space left on device",
+        f"rows finished so far are recorded in {tmp_path / 'in.journal'}; fix the cause and "
+        "run again",
+    ]
