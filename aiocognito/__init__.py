@@ -46,7 +46,7 @@ from ._errors import (
     UserNotConfirmedError,
     UserNotFoundError,
 )
-from ._io import CSV_DELETE, read_updates
+from ._io import CSV_DELETE, UpdateReader, read_updates
 from ._limits import CategoryStatistics
 from ._models import AttributeUpdate, CodeDelivery, UpdateOutcome, UpdateResult, User
 from ._version import __version__
@@ -95,6 +95,7 @@ __all__ = [
     "TransportError",
     "UnexpectedLambdaError",
     "UpdateOutcome",
+    "UpdateReader",
     "UpdateResult",
     "User",
     "UserLambdaValidationError",

@@ -517,7 +517,8 @@ class BulkUpdate:
                 finished = classify(member.error) is RetryClass.PERMANENT and member.sent
                 status = "failed" if finished else "retry"
                 code = getattr(member.error, "code", None) or type(member.error).__name__
-                message = str(member.error)
+                # The bare message: a resumed run rebuilds the error around it, code and all.
+                message = getattr(member.error, "message", None) or str(member.error)
             records.append(
                 JournalRecord(
                     tag.index, tag.digest, status, code, message, member.attempts, tag.user

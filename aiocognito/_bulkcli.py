@@ -6,13 +6,17 @@ Used by :mod:`aiocognito.cli` (and by ``aiocognito demo``); built on the public 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import io
 import json
+import math
 import os
 import shlex
 import signal
+import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +27,7 @@ import attrs
 
 import aiocognito
 
-__all__ = ["UpdateSettings", "run_update", "validate_file"]
+__all__ = ["UpdateSettings", "check_paths", "run_update", "validate_file"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -54,6 +58,51 @@ class UpdateSettings:
         stem = self.input.rsplit(".", 1)[0] if "." in os.path.basename(self.input) else self.input
         return f"{stem}.{suffix}"
 
+    @property
+    def journal_path(self) -> str:
+        return self.journal or self.default_path("journal")
+
+    @property
+    def results_path(self) -> str:
+        return self.results or self.default_path("results.jsonl")
+
+    @property
+    def failures_path(self) -> str:
+        return self.failures or self.default_path(
+            "failures.csv" if self.format == "csv" else "failures.jsonl"
+        )
+
+
+def check_paths(settings: UpdateSettings) -> str | None:
+    """Check, before anything is written, that every file the run writes can be written.
+
+    Returns:
+        A one-line problem naming the flag (or the default file) and the path, or None.
+    """
+    files = [
+        ("--journal", "the journal", settings.journal, settings.journal_path),
+        ("--results", "the results file", settings.results, settings.results_path),
+        ("--failures", "the failures file", settings.failures, settings.failures_path),
+    ]
+    seen = {os.path.realpath(settings.input): "--input"}
+    for flag, what, given, path in files:
+        name = flag if given is not None else f"{what} (default {path})"
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):
+            return f"{name}: the directory {directory} does not exist"
+        if os.path.isdir(path):
+            return f"{name}: {path} is a directory"
+        exists = os.path.exists(path)
+        if not (os.access(path, os.W_OK) if exists else os.access(directory, os.W_OK | os.X_OK)):
+            return f"{name}: {path} is not writable"
+        if exists and not os.path.isfile(path):
+            continue  # a device or a pipe (/dev/null): sharing it loses nothing
+        real = os.path.realpath(path)
+        if real in seen:
+            return f"{name}: {path} is the same file as {seen[real]}; give each its own file"
+        seen[real] = flag
+    return None
+
 
 # ------------------------------------------------------------------------------------------
 # Reading the file
@@ -81,22 +130,44 @@ def scan_input(path: str) -> tuple[int, str]:
     return max(lines, 0), f"{size}:{digest.hexdigest()}"
 
 
-def validate_file(settings: UpdateSettings, out: IO[str]) -> int:
-    """``--dry-run``: check every row offline and report each bad one."""
+def validate_file(settings: UpdateSettings, out: IO[str], err: IO[str] | None = None) -> int:
+    """``--dry-run``: check every row offline, as a real run would, and report each bad one.
+
+    The bad rows and the verdict are the report, on ``out``; a file refused as a whole is an
+    error, on ``err`` (stderr by default). Returns 0 if every row is good, 1 if some are bad,
+    2 if the file is refused.
+    """
+    err = err if err is not None else sys.stderr
+    try:
+        reader = aiocognito.read_updates(settings.input)
+    except aiocognito.AttributeValidationError as exc:
+        print(f"error: {settings.input}: {exc}", file=err)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"error: cannot read {settings.input}: {exc.strerror}", file=err)
+        return EXIT_USAGE
     rows = bad = 0
-    for item in aiocognito.read_updates(settings.input):
-        rows += 1
-        problem: str | None = None
-        if isinstance(item, aiocognito.BadRow):
-            problem = str(item.error)
-        elif item.username is not None and not (item.user_pool_id or settings.user_pool_id):
-            problem = f"line {item.line}: no user pool: give --user-pool-id or a user_pool_id"
+    for item in reader:
+        problem = _offline_problem(item, settings)
         if problem:
             bad += 1
             print(problem, file=out)
+        else:
+            rows += 1
     verdict = "no bad rows" if not bad else f"{bad:,} bad row{'s' * (bad != 1)}"
-    print(f"{settings.input}: {rows:,} rows checked, {verdict}", file=out)
+    print(f"{settings.input}: {rows + bad:,} rows checked, {rows:,} good, {verdict}", file=out)
     return EXIT_OK if not bad else EXIT_FAILED
+
+
+def _offline_problem(
+    item: aiocognito.AttributeUpdate | aiocognito.BadRow, settings: UpdateSettings
+) -> str | None:
+    """Why a real run would fail this row before sending it, or None."""
+    if isinstance(item, aiocognito.BadRow):
+        return str(item.error)
+    if item.username is not None and not (item.user_pool_id or settings.user_pool_id):
+        return f"line {item.line}: no user pool: give --user-pool-id or a user_pool_id"
+    return None
 
 
 # ------------------------------------------------------------------------------------------
@@ -104,22 +175,28 @@ def validate_file(settings: UpdateSettings, out: IO[str]) -> int:
 
 
 class _Outputs:
-    """The results file (one JSON line per row, no values) and the failures file (input format)."""
+    """The results file (one JSON line per row, no values) and the failures file (input format).
 
-    def __init__(self, settings: UpdateSettings) -> None:
-        self.results_path = settings.results or settings.default_path("results.jsonl")
-        self.failures_path = settings.failures or settings.default_path(
-            "failures.csv" if settings.format == "csv" else "failures.jsonl"
-        )
-        self._csv_header: list[str] | None = None
-        if settings.format == "csv":
-            with open(settings.input, encoding="utf-8", newline="") as fh:
-                self._csv_header = next(csv.reader(fh), [])
-        self._results = open(self.results_path, "w", encoding="utf-8")  # noqa: SIM115
-        self._failures = open(self.failures_path, "w", encoding="utf-8", newline="")  # noqa: SIM115
-        if self._csv_header is not None:
-            self._failures.write(_csv_line(self._csv_header) + "\n")
+    Both are created private (0600): the failures file holds tokens and attribute values, and
+    the results file names users. They are opened only once the journal has accepted the run,
+    so a refused run leaves the earlier reports as they were.
+    """
+
+    def __init__(self, settings: UpdateSettings, header: tuple[str, ...] | None) -> None:
+        self.results_path = settings.results_path
+        self.failures_path = settings.failures_path
+        self._csv_header = header
+        self.results_written = 0
         self.failures_written = 0
+        self._results = _open_private(self.results_path, errors="strict")
+        try:
+            # surrogateescape gives a line that was not UTF-8 back byte for byte.
+            self._failures = _open_private(self.failures_path, errors="surrogateescape")
+        except BaseException:
+            self._results.close()
+            raise
+        if self._csv_header is not None:
+            _put(self._failures, self.failures_path, _csv_line(self._csv_header) + "\n")
 
     def write(self, outcome: aiocognito.UpdateOutcome) -> None:
         update = outcome.update
@@ -134,14 +211,18 @@ class _Outputs:
             "merged": outcome.merged,
             "skipped": outcome.skipped,
         }
-        self._results.write(json.dumps(record) + "\n")
+        _put(self._results, self.results_path, json.dumps(record) + "\n")
+        self.results_written += 1
         if not outcome.ok:
-            self._failures.write(self._as_input(outcome) + "\n")
-            self.failures_written += 1
+            row = self._as_input(outcome)
+            if row is not None:
+                _put(self._failures, self.failures_path, row + "\n")
+                self.failures_written += 1
 
-    def _as_input(self, outcome: aiocognito.UpdateOutcome) -> str:
+    def _as_input(self, outcome: aiocognito.UpdateOutcome) -> str | None:
         if outcome.bad_row is not None:
-            return str(outcome.bad_row.raw)
+            raw = str(outcome.bad_row.raw)
+            return raw or None  # a line too long to keep is named in the results only
         assert outcome.update is not None
         if self._csv_header is None:
             return json.dumps(outcome.update.to_row())
@@ -160,11 +241,52 @@ class _Outputs:
                 cells.append("")
         return _csv_line(cells)
 
+    def sync(self) -> None:
+        """Flush both files to the disk (the second Ctrl-C calls this before exiting)."""
+        for fh, path in ((self._results, self.results_path), (self._failures, self.failures_path)):
+            if fh.closed:
+                continue
+            try:
+                fh.flush()
+                if _is_regular(fh.fileno()):  # a pipe or a terminal cannot be fsynced
+                    os.fsync(fh.fileno())
+            except OSError as exc:
+                exc.filename = exc.filename or path
+                raise
+
     def close(self) -> None:
-        for fh in (self._results, self._failures):
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
+        try:
+            self.sync()
+        finally:
+            for fh in (self._results, self._failures):
+                with contextlib.suppress(OSError):  # already reported by sync
+                    fh.close()
+
+
+def _open_private(path: str, *, errors: str) -> IO[str]:
+    """Open ``path`` for writing, truncated, readable by its owner only, whatever the umask."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        # An existing file keeps its mode through O_CREAT: tighten it. Only a regular file,
+        # though: `--results /dev/null` must never change the mode of a shared device.
+        if _is_regular(fd):
+            os.fchmod(fd, 0o600)
+        return open(fd, "w", encoding="utf-8", errors=errors, newline="")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _put(fh: IO[str], path: str, text: str) -> None:
+    try:
+        fh.write(text)
+    except OSError as exc:
+        exc.filename = exc.filename or path  # a failed write names no file by itself
+        raise
+
+
+def _is_regular(fd: int) -> bool:
+    return stat.S_ISREG(os.fstat(fd).st_mode)
 
 
 def _csv_line(cells: Sequence[str]) -> str:
@@ -212,7 +334,8 @@ class _Progress:
         elapsed = max(time.monotonic() - self.started, 1e-9)
         admitted = stats.requests_sent - stats.throttled
         rate = admitted / elapsed
-        share = f" ({rate / self.quota:.0%} of {self.quota:g}/s)" if self.quota else ""
+        quota = self.quota
+        share = f" ({rate / quota:.0%} of {quota:g}/s)" if quota and math.isfinite(quota) else ""
         counts = f"{stats.throttled:,} throttled, {stats.retries:,} retries, {rows.failed:,} failed"
         if self.mode == "rich":
             self._rich.update(
@@ -251,40 +374,78 @@ def _has_rich() -> bool:
 # The run
 
 
+@attrs.define
+class _Tally:
+    """The run's outcomes, counted as they are written; the summary and exit code come from here.
+
+    Rows an earlier run finished count too: a resumed run over an input with a failed row has
+    failed, however that row got its outcome.
+    """
+
+    ok: int = 0  # applied by this run
+    failed: int = 0  # failed in this run, bad rows included
+    skipped_ok: int = 0  # applied by an earlier run
+    skipped_failed: int = 0  # failed in an earlier run, and not tried again
+    bad: int = 0  # rows that could not be read or checked (never sent), in either run
+    by_code: dict[str, int] = attrs.field(factory=dict)
+
+    def add(self, outcome: aiocognito.UpdateOutcome) -> None:
+        if outcome.ok:
+            if outcome.skipped:
+                self.skipped_ok += 1
+            else:
+                self.ok += 1
+            return
+        if outcome.skipped:
+            self.skipped_failed += 1
+        else:
+            self.failed += 1
+        code = outcome.code or "Error"
+        self.by_code[code] = self.by_code.get(code, 0) + 1
+        if outcome.bad_row is not None or (
+            isinstance(outcome.error, aiocognito.AttributeValidationError) and not outcome.attempts
+        ):
+            self.bad += 1
+
+    @property
+    def rows(self) -> int:
+        return self.ok + self.failed + self.skipped_ok + self.skipped_failed
+
+    @property
+    def all_failed(self) -> int:
+        return self.failed + self.skipped_failed
+
+
 async def run_update(
     settings: UpdateSettings,
     out: IO[str] = sys.stdout,
     *,
+    err: IO[str] | None = None,
     on_outcome: Callable[[aiocognito.BulkUpdate, aiocognito.UpdateOutcome], None] | None = None,
 ) -> int:
-    """Run a bulk update from a file; return the exit code (0 ok, 1 failures, 2 fatal).
+    """Run a bulk update from a file; return the exit code.
 
+    Exit codes: 0 every row ok, 1 some rows failed (in this run or, for rows it skipped, an
+    earlier one), 2 a refused or fatally stopped run, 130 interrupted. Progress, the summary
+    and hints go to ``out``; errors and interrupt notices to ``err`` (stderr by default).
     ``on_outcome`` is called after each row is written (the tests use it to stop a run).
     """
-    try:
-        total, input_id = scan_input(settings.input)
-    except OSError as exc:
-        print(f"error: cannot read {settings.input}: {exc.strerror}", file=out)
-        return EXIT_USAGE
-    journal = settings.journal or settings.default_path("journal")
-    # Opened once the journal is locked, so that a run refused there touches no report file.
+    err = err if err is not None else sys.stderr
+    prepared = _prepare(settings, err)
+    if isinstance(prepared, int):
+        return prepared
+    reader, total, input_id = prepared
+    journal = settings.journal_path
     outputs: _Outputs | None = None
-    limits = aiocognito.Limits(max_concurrency=settings.concurrency, user_update_rps=settings.rps)
-    progress = _Progress(settings.progress, total, settings.rps, out)
+    progress: _Progress | None = None
+    tally = _Tally()
     interrupted = False
-    code_by_error: dict[str, int] = {}
     started = time.monotonic()
     try:
-        async with aiocognito.CognitoClient(
-            region_name=settings.region,
-            user_pool_id=settings.user_pool_id,
-            endpoint_url=settings.endpoint_url,
-            profile_name=settings.profile,
-            limits=limits,
-            **settings.credentials,  # type: ignore[arg-type]
-        ) as cognito:
+        async with contextlib.AsyncExitStack() as stack:
+            cognito = await _open_client(stack, settings)
             bulk = cognito.bulk_update(
-                aiocognito.read_updates(settings.input),
+                reader,
                 journal=journal,
                 input_id=input_id,
                 # The input's full digest keys the journal's fingerprints: the journal does not
@@ -292,12 +453,12 @@ async def run_update(
                 journal_key=input_id,
             )
             async with bulk:
-                outputs = _Outputs(settings)
-                stop_signals = _install_sigint(bulk, out)
+                # The journal has accepted this run: only now may the earlier reports go.
+                outputs = _Outputs(settings, reader.header)
+                progress = _Progress(settings.progress, total, settings.rps, out)
+                stop_signals = _install_sigint(bulk, outputs, err)
                 try:
-                    fatal = await _consume(
-                        bulk, cognito, progress, outputs, code_by_error, on_outcome
-                    )
+                    fatal = await _consume(bulk, cognito, progress, outputs, tally, on_outcome)
                 finally:
                     stop_signals()
                 if fatal is not None:
@@ -305,31 +466,94 @@ async def run_update(
                 interrupted = bulk.stopped
             progress.update(bulk, cognito)
             stats, rows = cognito.statistics(), bulk.statistics()
-    except aiocognito.AiocognitoError as exc:
         progress.close()
-        if outputs is not None:
-            outputs.close()
-        if isinstance(exc, aiocognito.JournalLockedError | aiocognito.JournalWriteError):
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        print(f"error: the run stopped: {exc}", file=out)
-        print(
-            f"rows finished so far are recorded in {journal}; fix the cause and run again", file=out
-        )
+        outputs.close()
+    except (aiocognito.AiocognitoError, _SetupError, sqlite3.Error, OSError) as exc:
+        with contextlib.suppress(OSError):  # a report that failed fails again: already in hand
+            _close(progress, outputs)
+        print(_why_stopped(exc, journal, started=outputs is not None), file=err)
         return EXIT_USAGE
-    progress.close()
-    assert outputs is not None
-    outputs.close()
     wall = time.monotonic() - started
-    _summary(out, rows, stats, code_by_error, wall, settings.rps)
-    return _report(settings, outputs, journal, rows, interrupted=interrupted, out=out)
+    _summary(out, tally, rows, stats, wall, settings.rps)
+    return _report(settings, outputs, journal, tally, interrupted=interrupted, out=out)
+
+
+class _SetupError(Exception):
+    """The AWS client could not be set up: a profile, region or endpoint botocore refuses."""
+
+
+async def _open_client(
+    stack: contextlib.AsyncExitStack, settings: UpdateSettings
+) -> aiocognito.CognitoClient:
+    limits = aiocognito.Limits(max_concurrency=settings.concurrency, user_update_rps=settings.rps)
+    try:
+        client = aiocognito.CognitoClient(
+            region_name=settings.region,
+            user_pool_id=settings.user_pool_id,
+            endpoint_url=settings.endpoint_url,
+            profile_name=settings.profile,
+            limits=limits,
+            **settings.credentials,  # type: ignore[arg-type]
+        )
+        return await stack.enter_async_context(client)
+    except aiocognito.AiocognitoError:
+        raise
+    except Exception as exc:
+        # botocore's own errors (ProfileNotFound, InvalidRegionError, a bad endpoint) reach us
+        # untranslated; at setup they name configuration, never a request's secrets.
+        raise _SetupError(f"cannot set up the AWS client: {exc}") from None
+
+
+def _prepare(
+    settings: UpdateSettings, err: IO[str]
+) -> tuple[aiocognito.UpdateReader, int, str] | int:
+    """Every check that needs no journal and no network: the input, its header, the paths."""
+    problem = check_paths(settings)
+    if problem is not None:
+        print(f"error: {problem}", file=err)
+        return EXIT_USAGE
+    try:
+        reader = aiocognito.read_updates(settings.input)
+        total, input_id = scan_input(settings.input)
+    except aiocognito.AttributeValidationError as exc:
+        print(f"error: {settings.input}: {exc}", file=err)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"error: cannot read {settings.input}: {exc.strerror}", file=err)
+        return EXIT_USAGE
+    return reader, total, input_id
+
+
+def _why_stopped(exc: Exception, journal: str, *, started: bool) -> str:
+    """The message for a run that was refused or stopped, naming the file or the cause."""
+    if isinstance(exc, aiocognito.JournalLockedError | aiocognito.JournalWriteError):
+        text = f"error: {exc}"  # names the journal and the cause (or the other run's pid)
+    elif isinstance(exc, aiocognito.AiocognitoError):
+        text = f"error: the run stopped: {exc}"
+    elif isinstance(exc, sqlite3.Error):
+        text = f"error: cannot use the journal {journal}: {exc}"
+    elif isinstance(exc, OSError):
+        where = f"cannot write {exc.filename}: " if exc.filename else ""
+        text = f"error: {where}{exc.strerror or exc}"
+    else:
+        text = f"error: {exc}"
+    if started and not isinstance(exc, aiocognito.JournalWriteError):
+        text += f"\nrows finished so far are recorded in {journal}; fix the cause and run again"
+    return text
+
+
+def _close(progress: _Progress | None, outputs: _Outputs | None) -> None:
+    if progress is not None:
+        progress.close()
+    if outputs is not None:
+        outputs.close()
 
 
 def _report(
     settings: UpdateSettings,
     outputs: _Outputs,
     journal: str,
-    rows: aiocognito.BulkStatistics,
+    tally: _Tally,
     *,
     interrupted: bool,
     out: IO[str],
@@ -343,15 +567,16 @@ def _report(
         print("stopped early; finished rows are in the journal. Resume with:", file=out)
         print("  " + " ".join(shlex.quote(part) for part in command), file=out)
         return EXIT_INTERRUPTED
-    if rows.failed and outputs.failures_written:
-        print("re-run the failures, once fixed, with:", file=out)
+    if tally.all_failed and outputs.failures_written:
+        rows = f"{outputs.failures_written:,} row{'s' * (outputs.failures_written != 1)}"
+        print(f"re-run the failures ({rows}), once fixed, with:", file=out)
         rerun = ["aiocognito", "update", "--input", outputs.failures_path]
         if settings.user_pool_id:
             rerun += ["--user-pool-id", settings.user_pool_id]
         if settings.endpoint_url:
             rerun += ["--endpoint-url", settings.endpoint_url]
         print("  " + " ".join(shlex.quote(p) for p in rerun), file=out)
-    return EXIT_OK if rows.failed == 0 else EXIT_FAILED
+    return EXIT_OK if tally.all_failed == 0 else EXIT_FAILED
 
 
 async def _consume(
@@ -359,7 +584,7 @@ async def _consume(
     cognito: aiocognito.CognitoClient,
     progress: _Progress,
     outputs: _Outputs,
-    code_by_error: dict[str, int],
+    tally: _Tally,
     on_outcome: Callable[[aiocognito.BulkUpdate, aiocognito.UpdateOutcome], None] | None,
 ) -> aiocognito.AiocognitoError | None:
     """Write every outcome while a ticker refreshes the progress; return a fatal error."""
@@ -369,9 +594,7 @@ async def _consume(
         try:
             async for outcome in bulk:
                 outputs.write(outcome)
-                if not outcome.ok:
-                    code = outcome.code or "Error"
-                    code_by_error[code] = code_by_error.get(code, 0) + 1
+                tally.add(outcome)
                 if on_outcome is not None:
                     on_outcome(bulk, outcome)
         except aiocognito.AiocognitoError as exc:
@@ -389,23 +612,35 @@ async def _tick(
         await anyio.sleep(0.25)
 
 
-def _install_sigint(bulk: aiocognito.BulkUpdate, out: IO[str]) -> Callable[[], None]:
-    """First Ctrl-C: stop reading and finish what is in flight. Second: exit at once."""
+def _install_sigint(
+    bulk: aiocognito.BulkUpdate, outputs: _Outputs, err: IO[str]
+) -> Callable[[], None]:
+    """First Ctrl-C: stop reading and finish what is in flight. Second: save and exit at once."""
     loop = asyncio.get_running_loop()
 
     def on_sigint() -> None:
         if bulk.stopped:
+            # The handler runs between event-loop steps, never inside a write: every line
+            # written so far is whole. os._exit skips buffers, so flush them first.
+            try:
+                outputs.sync()
+                saved = f"{outputs.results_written:,} rows written to {outputs.results_path}"
+            except OSError as exc:
+                saved = f"the results could not be saved ({exc.strerror})"
             print(
-                "\nsecond interrupt: exiting now; the journal is consistent", file=out, flush=True
+                f"\nsecond interrupt: {saved}; exiting now; the journal is consistent",
+                file=err,
+                flush=True,
             )
             os._exit(EXIT_INTERRUPTED)
-        print(
-            "\ninterrupted: no new rows will be read; finishing the rows in flight "
-            "(Ctrl-C again to exit at once)",
-            file=out,
-            flush=True,
-        )
-        bulk.stop()
+        else:
+            print(
+                "\ninterrupted: no new rows will be read; finishing the rows in flight "
+                "(Ctrl-C again to exit at once)",
+                file=err,
+                flush=True,
+            )
+            bulk.stop()
 
     try:
         loop.add_signal_handler(signal.SIGINT, on_sigint)
@@ -420,28 +655,37 @@ def _install_sigint(bulk: aiocognito.BulkUpdate, out: IO[str]) -> Callable[[], N
 
 def _summary(
     out: IO[str],
+    tally: _Tally,
     rows: aiocognito.BulkStatistics,
     stats: aiocognito.ClientStatistics,
-    failed_by_code: dict[str, int],
     wall: float,
     quota: float | None,
 ) -> None:
     admitted = stats.requests_sent - stats.throttled
     rate = admitted / wall if wall > 0 else 0.0
+    skipped = tally.skipped_ok + tally.skipped_failed
     lines: list[tuple[str, str]] = [
-        ("rows ok", f"{rows.ok:,}"),
-        ("rows failed", f"{rows.failed:,}"),
+        ("rows read", f"{tally.rows:,}"),
+        ("rows ok", f"{tally.ok:,}"),
+        ("rows failed", f"{tally.all_failed:,}"),
     ]
-    lines += [(f"  {code}", f"{n:,}") for code, n in sorted(failed_by_code.items())]
+    lines += [(f"  {code}", f"{n:,}") for code, n in sorted(tally.by_code.items())]
     lines += [
-        ("rows skipped (finished before)", f"{rows.skipped:,}"),
+        ("bad rows (never sent)", f"{tally.bad:,}"),
+        ("rows skipped (finished before)", f"{skipped:,}"),
+    ]
+    if tally.skipped_failed:
+        lines.append(("  of them failed before", f"{tally.skipped_failed:,}"))
+    lines += [
         ("rows merged with others", f"{rows.merged:,}"),
         ("requests sent", f"{stats.requests_sent:,}"),
         ("throttled", f"{stats.throttled:,}"),
         ("wall time", f"{wall:.1f} s"),
         ("achieved rate", f"{rate:.1f} req/s"),
     ]
-    if quota:
+    if quota is None:
+        lines.append(("quota", "discovered as the run went (--rps none)"))
+    elif math.isfinite(quota) and quota > 0:
         lines.append(("share of the quota", f"{rate / quota:.1%} of {quota:g}/s"))
     if out.isatty() and _has_rich():
         from rich.console import Console

@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
+import re
 import signal
 import sys
-from collections.abc import Sequence
+import urllib.parse
+from collections.abc import Callable, Sequence
+from typing import NoReturn
 
-from ._bulkcli import UpdateSettings, run_update, validate_file
+from . import AttributeUpdate, AttributeValidationError
+from ._bulkcli import UpdateSettings, check_paths, run_update, validate_file
 from .testing import CustomAttribute, FakeCognito, Fault, Latency
 
 __all__ = ["main"]
@@ -18,14 +23,101 @@ __all__ = ["main"]
 _FAULT_KINDS = ("throttle", "internal_error", "reset_before", "reset_after", "read_timeout")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a refusal on one line: the usage block would bury the one thing wrong."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def _rate(text: str) -> float | None:
     """A requests/s figure; ``none`` or ``off`` means unlimited."""
     if text.lower() in ("none", "off", "unlimited"):
         return None
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("a rate must be positive, or 'none' for no limit")
+    try:
+        value = _number(text)
+    except argparse.ArgumentTypeError:
+        value = math.nan
+    if not value > 0:  # also false for NaN
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of requests/s, or 'none'; got {text!r}"
+        )
     return value
+
+
+def _positive_rate(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected at least {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _port(text: str) -> int:
+    value = _at_least(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {text!r}")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected zero or more milliseconds, got {text!r}")
+    return value
+
+
+_REGION = re.compile(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?")
+
+
+def _region(text: str) -> str:
+    if not _REGION.fullmatch(text):  # botocore's own rule, checked before anything runs
+        raise argparse.ArgumentTypeError(f"not a region name: {text!r}")
+    return text
+
+
+def _endpoint_url(text: str) -> str:
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def _directory(text: str) -> str:
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"not a directory: {text}")
+    return text
+
+
+def _user_pool_id(text: str) -> str:
+    try:
+        # The library's own check, through the public API, so the CLI agrees with it.
+        AttributeUpdate(username="check", user_pool_id=text, attributes={"nickname": None})
+    except AttributeValidationError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("user_pool_id: ")) from None
+    return text
 
 
 def _fault(text: str) -> Fault:
@@ -53,11 +145,11 @@ def _fault(text: str) -> Fault:
             )
         field = names[key]
         if field == "count":
-            kwargs[field] = int(value)
+            kwargs[field] = _at_least(0)(value)
         elif field == "operations":
             kwargs[field] = frozenset(value.split(","))
         else:
-            kwargs[field] = float(value)
+            kwargs[field] = _number(value)
     try:
         return Fault(kind=kind, **kwargs)  # type: ignore[arg-type]
     except (TypeError, ValueError) as exc:
@@ -65,10 +157,10 @@ def _fault(text: str) -> Fault:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="aiocognito", description="Amazon Cognito user attributes, at the quota."
+    parser = _Parser(prog="aiocognito", description="Amazon Cognito user attributes, at the quota.")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     update = commands.add_parser(
         "update",
@@ -80,9 +172,11 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument(
         "--input", required=True, metavar="FILE", help="JSONL, or CSV (by the .csv extension)"
     )
-    update.add_argument("--user-pool-id", metavar="P", help="the pool of rows without one")
-    update.add_argument("--region", metavar="R")
-    update.add_argument("--endpoint-url", metavar="URL")
+    update.add_argument(
+        "--user-pool-id", type=_user_pool_id, metavar="P", help="the pool of rows without one"
+    )
+    update.add_argument("--region", type=_region, metavar="R")
+    update.add_argument("--endpoint-url", type=_endpoint_url, metavar="URL")
     update.add_argument("--profile", metavar="NAME")
     update.add_argument(
         "--rps",
@@ -91,7 +185,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="R",
         help="the UserUpdate quota in requests/s, or 'none' to discover it (default 25)",
     )
-    update.add_argument("--concurrency", type=int, default=64, metavar="N")
+    update.add_argument("--concurrency", type=_at_least(1), default=64, metavar="N")
     update.add_argument("--journal", metavar="FILE", help="default: INPUT's name + .journal")
     update.add_argument(
         "--results",
@@ -109,9 +203,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="a bulk run against the built-in fake Cognito (no AWS account)"
     )
-    demo.add_argument("--users", type=int, default=2000)
-    demo.add_argument("--rps", type=float, default=200.0)
-    demo.add_argument("--dir", metavar="DIR", help="where to write files (default: a temp dir)")
+    demo.add_argument("--users", type=_at_least(1), default=2000)
+    demo.add_argument("--rps", type=_positive_rate, default=200.0)
+    demo.add_argument(
+        "--dir", type=_directory, metavar="DIR", help="where to write files (default: a temp dir)"
+    )
     demo.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
 
     fake = commands.add_parser(
@@ -120,8 +216,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Serve a fake Cognito endpoint with quotas and faults until interrupted.",
     )
     fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=0, help="0 picks a free port (default)")
-    fake.add_argument("--region", default="us-east-1")
+    fake.add_argument("--port", type=_port, default=0, help="0 picks a free port (default)")
+    fake.add_argument("--region", type=_region, default="us-east-1")
     fake.add_argument(
         "--user-update-rps",
         type=_rate,
@@ -146,7 +242,7 @@ def _parser() -> argparse.ArgumentParser:
     fake.add_argument("--throttle-status", type=int, choices=(400, 429), default=400)
     fake.add_argument(
         "--latency-ms",
-        type=float,
+        type=_milliseconds,
         default=0.0,
         metavar="M",
         help="fixed latency added to every request",
@@ -163,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     fake.add_argument(
         "--seed-users",
-        type=int,
+        type=_at_least(0),
         default=0,
         metavar="N",
         help="create a pool 'fake' (custom attribute 'tier') with users user0..N-1",
@@ -207,9 +303,41 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
 
 
+def _update(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: Sequence[str] | None
+) -> int:
+    refuse = f"{parser.prog} update: error:"
+    if not os.path.isfile(args.input):
+        what = "is a directory" if os.path.isdir(args.input) else "no such file"
+        print(f"{refuse} --input: {what}: {args.input}", file=sys.stderr)
+        return 2
+    settings = UpdateSettings(
+        input=args.input,
+        user_pool_id=args.user_pool_id,
+        region=args.region,
+        endpoint_url=args.endpoint_url,
+        profile=args.profile,
+        rps=args.rps,
+        concurrency=args.concurrency,
+        journal=args.journal,
+        results=args.results,
+        failures=args.failures,
+        progress=args.progress,
+        command=["aiocognito", *(sys.argv[1:] if argv is None else argv)],
+    )
+    if args.dry_run:
+        return validate_file(settings, sys.stdout, sys.stderr)
+    problem = check_paths(settings)
+    if problem is not None:
+        print(f"{refuse} {problem}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_update(settings, sys.stdout, err=sys.stderr))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     if args.command == "fake-server":
         asyncio.run(_serve(args))
         return 0
@@ -226,29 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     if args.command == "update":
-        if args.concurrency < 1:
-            print("error: --concurrency must be at least 1", file=sys.stderr)
-            return 2
-        if not os.path.isfile(args.input):
-            print(f"error: no such file: {args.input}", file=sys.stderr)
-            return 2
-        settings = UpdateSettings(
-            input=args.input,
-            user_pool_id=args.user_pool_id,
-            region=args.region,
-            endpoint_url=args.endpoint_url,
-            profile=args.profile,
-            rps=args.rps,
-            concurrency=args.concurrency,
-            journal=args.journal,
-            results=args.results,
-            failures=args.failures,
-            progress=args.progress,
-            command=["aiocognito", *(sys.argv[1:] if argv is None else argv)],
-        )
-        if args.dry_run:
-            return validate_file(settings, sys.stdout)
-        return asyncio.run(run_update(settings, sys.stdout))
+        return _update(parser, args, argv)
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 

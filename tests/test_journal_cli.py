@@ -293,7 +293,7 @@ def test_a_journal_that_is_a_directory_is_one_line_and_exit_2(
         check=False,
     )
     assert run.returncode == 2
-    assert (
-        run.stderr == f"error: cannot use the journal {tmp_path / 'in.journal'}: Is a directory\n"
-    )
+    # Refused by the CLI's path checks, before the journal is opened: one line naming it.
+    assert run.stderr.count("\n") == 1
+    assert f"{tmp_path / 'in.journal'} is a directory" in run.stderr
     assert "custom:seq" not in fake.user_attributes(pool.id, "user0")
