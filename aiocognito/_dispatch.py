@@ -201,7 +201,7 @@ class Job:
     #: Split out of a refused merged call: sent on its own.
     solo: bool = False
     # Created only when the caller has to wait: most calls find their lane idle.
-    wake: anyio.Event | None = None
+    wake: asyncio.Event | None = None
 
     @property
     def merged_with(self) -> int:
@@ -223,7 +223,7 @@ class _Flight:
 
     jobs: list[Job]
     task: asyncio.Task[dict[str, Any]] | None = None
-    done: anyio.Event = field(factory=anyio.Event)
+    done: asyncio.Event = field(factory=asyncio.Event)
     result: dict[str, Any] | None = None
     error: BaseException | None = None
 
@@ -420,7 +420,7 @@ class Dispatcher:
             if lane.driver is job:
                 await self._drive(lane, job)
             else:
-                job.wake = anyio.Event()
+                job.wake = asyncio.Event()
                 await job.wake.wait()
 
     def _leave(self, lane: _Lane, job: Job) -> None:

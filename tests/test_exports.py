@@ -32,3 +32,18 @@ def test_exported_objects_claim_the_public_module() -> None:
 
 def test_package_is_typed() -> None:
     assert importlib.resources.files("aiocognito").joinpath("py.typed").is_file()
+
+
+def test_the_command_line_loads_no_fake_until_asked() -> None:
+    """``aiocognito update`` must not pay for the fake (and aiohttp's web server) at import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, aiocognito.cli; prefixes = ('aiocognito.testing', 'aiohttp.web'); "
+        "print(sorted(m for m in sys.modules if m.startswith(prefixes)))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"

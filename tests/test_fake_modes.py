@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 import aiocognito
-from aiocognito.cli import _fault
 from aiocognito.testing import FakeCognito, FakeCognitoProcess
+from aiocognito.testing.__main__ import fault as _fault
 from tests.conftest import CREDENTIALS, REGION
 
 
