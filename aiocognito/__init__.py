@@ -8,7 +8,7 @@ Open one :class:`CognitoClient` and share it::
 Everything public is importable from this module; the underscored modules are private.
 """
 
-from ._bulk import BadRow, BulkStatistics, BulkUpdate
+from ._bulk import BulkStatistics, BulkUpdate
 from ._client import ClientState, ClientStatistics, CognitoClient
 from ._config import Limits, RetryPolicy
 from ._errors import (
@@ -48,7 +48,14 @@ from ._errors import (
 )
 from ._io import CSV_DELETE, UpdateReader, read_updates
 from ._limits import CategoryStatistics
-from ._models import AttributeUpdate, CodeDelivery, UpdateOutcome, UpdateResult, User
+from ._models import (
+    AttributeUpdate,
+    BadRow,
+    CodeDelivery,
+    UpdateOutcome,
+    UpdateResult,
+    User,
+)
 from ._version import __version__
 
 __all__ = [
@@ -104,3 +111,11 @@ __all__ = [
     "__version__",
     "read_updates",
 ]
+
+# Tracebacks, reprs and docs show the public path (aiocognito.TooManyRequestsError), not the
+# private module a name happens to live in; pickling resolves them through this namespace.
+for _name in __all__:
+    _value = globals()[_name]
+    if isinstance(_value, type) or callable(_value):
+        _value.__module__ = "aiocognito"
+del _name, _value

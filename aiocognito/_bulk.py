@@ -58,15 +58,16 @@ from ._errors import (
     JournalWriteError,
     NotAuthorizedError,
     ResourceNotFoundError,
+    error_code,
 )
 from ._journal import FINISHED, Journal, JournalRecord
 from ._limits import Priority, ShareLimit
-from ._models import AttributeUpdate, UpdateOutcome, UpdateResult
+from ._models import AttributeUpdate, BadRow, UpdateOutcome, UpdateResult
 from ._requests import request_id, update_request
 from ._retry import RetryClass, classify
 from ._validate import check_user_pool_id
 
-__all__ = ["BadRow", "BulkStatistics", "BulkUpdate"]
+__all__ = ["BulkStatistics", "BulkUpdate"]
 
 #: Codes that mean the whole run is misconfigured, not one row.
 FATAL_CODES = frozenset(
@@ -78,24 +79,6 @@ FATAL_CODES = frozenset(
         "ExpiredTokenException",
     }
 )
-
-
-@frozen(kw_only=True)
-class BadRow:
-    """An input row that could not be read as an update.
-
-    Attributes:
-        line: The line in the input file.
-        error: What is wrong with it; the message names the problem, never a value.
-        raw: The row as read (JSON text), kept so a failures file can carry it to be fixed.
-    """
-
-    line: int
-    error: AttributeValidationError
-    raw: str = ""
-
-    def __repr__(self) -> str:
-        return f"BadRow(line={self.line}, error={str(self.error)!r})"
 
 
 @frozen(kw_only=True)
@@ -516,7 +499,7 @@ class BulkUpdate:
                 # whose retries ran out is tried again on the next run.
                 finished = classify(member.error) is RetryClass.PERMANENT and member.sent
                 status = "failed" if finished else "retry"
-                code = getattr(member.error, "code", None) or type(member.error).__name__
+                code = error_code(member.error)
                 # The bare message: a resumed run rebuilds the error around it, code and all.
                 message = getattr(member.error, "message", None) or str(member.error)
             records.append(

@@ -10,14 +10,16 @@ from typing import Any, Self
 import anyio
 from attrs import frozen
 
-from ._bulk import BadRow, BulkUpdate
+from ._bulk import BulkUpdate
 from ._config import Limits, RetryPolicy
 from ._dispatch import Dispatcher
 from ._errors import ClientClosedError
 from ._limits import CategoryStatistics, Priority, RateLimiter, shared_limiter
-from ._models import AttributeUpdate, CodeDelivery, UpdateResult, User
-from ._requests import request_id, secrets_of, update_request
-from ._transport import AiobotocoreTransport, Transport
+from ._models import AttributeUpdate, BadRow, CodeDelivery, UpdateResult, User
+from ._operations import OPERATIONS
+from ._protocol import Transport
+from ._requests import request_id, update_request
+from ._transport import AiobotocoreTransport
 from ._validate import (
     check_access_token,
     check_attribute_name,
@@ -114,7 +116,6 @@ class CognitoClient:
         profile_name: str | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 15.0,
-        _transport: Transport | None = None,
     ) -> None:
         if user_pool_id is not None:
             check_user_pool_id(user_pool_id)
@@ -123,20 +124,18 @@ class CognitoClient:
         self._endpoint_url = endpoint_url
         self.limits = limits if limits is not None else Limits()
         self.retry = retry if retry is not None else RetryPolicy()
-        if _transport is None:
-            _transport = AiobotocoreTransport(
-                region_name=region_name,
-                endpoint_url=endpoint_url,
-                max_connections=self.limits.max_concurrency,
-                connect_timeout=connect_timeout,
-                read_timeout=read_timeout,
-                aws_access_key_id=aws_access_key_id,
-                aws_secret_access_key=aws_secret_access_key,
-                aws_session_token=aws_session_token,
-                profile_name=profile_name,
-                user_agent_extra=f"aiocognito/{__version__}",
-            )
-        self._transport = _transport
+        self._transport: Transport = AiobotocoreTransport(
+            region_name=region_name,
+            endpoint_url=endpoint_url,
+            max_connections=self.limits.max_concurrency,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            profile_name=profile_name,
+            user_agent_extra=f"aiocognito/{__version__}",
+        )
         self._state = ClientState.UNOPENED
         self._dispatcher: Dispatcher | None = None
         self._limiters: dict[str, RateLimiter] = {}
@@ -340,8 +339,10 @@ class CognitoClient:
         self._check_open()
         token = check_access_token(access_token)
         names = check_attribute_names(attribute_names)
-        params = {"AccessToken": token, "UserAttributeNames": names}
-        await self._call("DeleteUserAttributes", params, (token,), timeout, retry=retry)
+        params, secrets = OPERATIONS["DeleteUserAttributes"].request(
+            access_token=token, attribute_names=names
+        )
+        await self._call("DeleteUserAttributes", params, secrets, timeout, retry=retry)
 
     async def admin_delete_user_attributes(
         self,
@@ -364,8 +365,10 @@ class CognitoClient:
         name = check_username(username)
         pool = self._pool(user_pool_id)
         names = check_attribute_names(attribute_names)
-        params = {"UserPoolId": pool, "Username": name, "UserAttributeNames": names}
-        await self._call("AdminDeleteUserAttributes", params, (), timeout, retry=retry)
+        params, secrets = OPERATIONS["AdminDeleteUserAttributes"].request(
+            user_pool_id=pool, username=name, attribute_names=names
+        )
+        await self._call("AdminDeleteUserAttributes", params, secrets, timeout, retry=retry)
 
     async def get_user(
         self, access_token: str, *, timeout: float | None = None, retry: RetryPolicy | None = None
@@ -381,9 +384,8 @@ class CognitoClient:
         """
         self._check_open()
         token = check_access_token(access_token)
-        response = await self._call(
-            "GetUser", {"AccessToken": token}, (token,), timeout, retry=retry
-        )
+        params, secrets = OPERATIONS["GetUser"].request(access_token=token)
+        response = await self._call("GetUser", params, secrets, timeout, retry=retry)
         return User.from_wire(response)
 
     async def admin_get_user(
@@ -407,9 +409,8 @@ class CognitoClient:
         self._check_open()
         name = check_username(username)
         pool = self._pool(user_pool_id)
-        response = await self._call(
-            "AdminGetUser", {"UserPoolId": pool, "Username": name}, (), timeout, retry=retry
-        )
+        params, secrets = OPERATIONS["AdminGetUser"].request(user_pool_id=pool, username=name)
+        response = await self._call("AdminGetUser", params, secrets, timeout, retry=retry)
         return User.from_wire(response)
 
     async def get_user_attribute_verification_code(
@@ -438,15 +439,13 @@ class CognitoClient:
         token = check_access_token(access_token)
         name = check_attribute_name(attribute_name, argument="attribute_name")
         metadata = check_client_metadata(client_metadata)
-        params: dict[str, Any] = {"AccessToken": token, "AttributeName": name}
-        if metadata is not None:
-            params["ClientMetadata"] = metadata
+        params, secrets = OPERATIONS["GetUserAttributeVerificationCode"].request(
+            access_token=token,
+            attribute_name=name,
+            client_metadata=None if metadata is None else dict(metadata),
+        )
         response = await self._call(
-            "GetUserAttributeVerificationCode",
-            params,
-            secrets_of(token, {}, metadata),
-            timeout,
-            retry=retry,
+            "GetUserAttributeVerificationCode", params, secrets, timeout, retry=retry
         )
         details = response.get("CodeDeliveryDetails")
         return CodeDelivery.from_wire(details) if details else None
@@ -474,8 +473,10 @@ class CognitoClient:
         token = check_access_token(access_token)
         name = check_attribute_name(attribute_name, argument="attribute_name")
         checked_code = check_code(code)
-        params = {"AccessToken": token, "AttributeName": name, "Code": checked_code}
-        await self._call("VerifyUserAttribute", params, (token, checked_code), timeout, retry=retry)
+        params, secrets = OPERATIONS["VerifyUserAttribute"].request(
+            access_token=token, attribute_name=name, code=checked_code
+        )
+        await self._call("VerifyUserAttribute", params, secrets, timeout, retry=retry)
 
     # ----------------------------------------------------------------------------------------
     # Bulk
@@ -589,3 +590,13 @@ class CognitoClient:
             raise
         self._calls_succeeded += 1
         return result
+
+
+def client_over(transport: Transport, **options: Any) -> CognitoClient:
+    """A client whose calls go to ``transport`` instead of aiobotocore (tests, benchmarks).
+
+    Not public API: the transport protocol may change with any release.
+    """
+    client = CognitoClient(**options)
+    client._transport = transport
+    return client

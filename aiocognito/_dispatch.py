@@ -73,20 +73,14 @@ from ._errors import (
     CognitoError,
     DeadlineExceededError,
     QuotaDeadlineError,
+    error_code,
 )
-from ._limits import CATEGORY, Priority, RateLimiter, ShareLimit
+from ._limits import Priority, RateLimiter, ShareLimit
+from ._operations import OPERATIONS
+from ._protocol import Transport
 from ._retry import RetryClass, classify, retry_delay
-from ._transport import Transport
 
 __all__ = ["Dispatcher", "Job", "belongs_to_change", "may_merge", "token_subject"]
-
-MERGEABLE = frozenset({"UpdateUserAttributes", "AdminUpdateUserAttributes"})
-LANED = MERGEABLE | {
-    "DeleteUserAttributes",
-    "AdminDeleteUserAttributes",
-    "GetUserAttributeVerificationCode",
-    "VerifyUserAttribute",
-}
 
 #: Attributes Cognito couples: changing the address resets the flag unless the call sets it.
 VERIFIED_PAIRS: Mapping[str, str] = {
@@ -321,12 +315,13 @@ class Dispatcher:
             deadline=None if budget is None else self._clock() + budget,
             retry=policy,
         )
-        if operation in LANED:
+        op = OPERATIONS[operation]
+        if op.laned:
             if "AccessToken" in params:
                 job.lane_key = ("token", token_subject(params["AccessToken"]))
             else:
                 job.lane_key = ("admin", params.get("UserPoolId"), params.get("Username"))
-            if operation in MERGEABLE:
+            if op.mergeable:
                 metadata = params.get("ClientMetadata")
                 job.merge_key = (
                     operation,
@@ -512,7 +507,7 @@ class Dispatcher:
         deadlines = [job.deadline for job in live]
         deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
         priority = min(job.priority for job in live)
-        limiter = self._limiters.get(CATEGORY.get(first.operation, ""))
+        limiter = self._limiters.get(OPERATIONS[first.operation].category)
         if limiter is not None:
             share = None if priority is Priority.INTERACTIVE else first.share
             try:
@@ -628,7 +623,7 @@ class Dispatcher:
         batch.retry_at = anyio.current_time() + delay
 
     def _count_error(self, error: BaseException) -> None:
-        key = error.code if isinstance(error, CognitoError) else type(error).__name__
+        key = error_code(error)
         self.errors_by_code[key] = self.errors_by_code.get(key, 0) + 1
 
 

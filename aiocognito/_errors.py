@@ -80,6 +80,7 @@ __all__ = [
     "UserNotConfirmedError",
     "UserNotFoundError",
     "error_class_for_code",
+    "error_code",
 ]
 
 
@@ -405,3 +406,16 @@ _BY_CODE: dict[str, type[CognitoError]] = {
 def error_class_for_code(code: str) -> type[CognitoError]:
     """Return the most specific :class:`CognitoError` subclass for a service error code."""
     return _BY_CODE.get(code, CognitoError)
+
+
+def error_code(error: BaseException) -> str:
+    """How an error is counted and reported: Cognito's code, else the exception's class name.
+
+    botocore's own ``ClientError`` (seen only by code comparing against raw aiobotocore) is
+    read by its ``Error.Code``. Messages are never used: they may name the input.
+    """
+    code = getattr(error, "code", None)
+    if not isinstance(code, str):
+        response = getattr(error, "response", None)
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+    return str(code or type(error).__name__)

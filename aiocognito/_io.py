@@ -36,9 +36,8 @@ import os
 from collections.abc import Iterator
 from typing import IO, Any, Literal
 
-from ._bulk import BadRow
 from ._errors import AttributeValidationError
-from ._models import AttributeUpdate
+from ._models import AttributeUpdate, BadRow
 
 __all__ = ["CSV_DELETE", "MAX_LINE_BYTES", "UpdateReader", "read_updates"]
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import enum
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import anyio
 import anyio.lowlevel
@@ -46,25 +46,12 @@ from attrs import frozen
 from ._errors import QuotaDeadlineError
 
 __all__ = [
-    "CATEGORY",
     "CategoryStatistics",
     "Priority",
     "RateLimiter",
     "ShareLimit",
     "shared_limiter",
 ]
-
-#: Operation -> Cognito quota category.
-CATEGORY: Mapping[str, str] = {
-    "UpdateUserAttributes": "UserUpdate",
-    "AdminUpdateUserAttributes": "UserUpdate",
-    "DeleteUserAttributes": "UserUpdate",
-    "AdminDeleteUserAttributes": "UserUpdate",
-    "GetUserAttributeVerificationCode": "UserUpdate",
-    "VerifyUserAttribute": "UserUpdate",
-    "GetUser": "UserRead",
-    "AdminGetUser": "UserRead",
-}
 
 # The constants below were tuned in tests/test_limits.py's simulation (known, unknown and
 # dropping quotas, and random throttles); change them there first.

@@ -13,7 +13,7 @@ from typing import Any
 
 from attrs import field, frozen
 
-from ._errors import AiocognitoError, AttributeValidationError
+from ._errors import AiocognitoError, AttributeValidationError, error_code
 from ._validate import (
     check_access_token,
     check_client_metadata,
@@ -22,7 +22,7 @@ from ._validate import (
     normalize_attributes,
 )
 
-__all__ = ["AttributeUpdate", "CodeDelivery", "UpdateOutcome", "UpdateResult", "User"]
+__all__ = ["AttributeUpdate", "BadRow", "CodeDelivery", "UpdateOutcome", "UpdateResult", "User"]
 
 
 def _freeze_mapping(value: Mapping[str, str]) -> Mapping[str, str]:
@@ -249,11 +249,29 @@ class UpdateOutcome:
     line: int | None = None
     result: UpdateResult | None = None
     #: For a row that could not be read: the row, to report or fix.
-    bad_row: Any = None
+    bad_row: BadRow | None = None
 
     @property
     def code(self) -> str | None:
         """The error code (Cognito's, or the aiocognito error class name); None if ok."""
         if self.error is None:
             return None
-        return str(getattr(self.error, "code", None) or type(self.error).__name__)
+        return error_code(self.error)
+
+
+@frozen(kw_only=True)
+class BadRow:
+    """An input row that could not be read as an update.
+
+    Attributes:
+        line: The line in the input file.
+        error: What is wrong with it; the message names the problem, never a value.
+        raw: The row as read (JSON text), kept so a failures file can carry it to be fixed.
+    """
+
+    line: int
+    error: AttributeValidationError
+    raw: str = ""
+
+    def __repr__(self) -> str:
+        return f"BadRow(line={self.line}, error={str(self.error)!r})"

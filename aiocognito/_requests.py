@@ -5,21 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ._operations import OPERATIONS
 from ._validate import to_wire_attributes
 
-__all__ = ["request_id", "secrets_of", "update_request"]
-
-
-def secrets_of(
-    token: str | None, values: Mapping[str, str], metadata: Mapping[str, str] | None
-) -> tuple[str, ...]:
-    """Everything in a request that must never reach a log: token, values, metadata."""
-    found = [token] if token else []
-    found.extend(v for v in values.values() if v)
-    if metadata:
-        for key, value in metadata.items():
-            found.extend(s for s in (key, value) if s)
-    return tuple(found)
+__all__ = ["request_id", "update_request"]
 
 
 def update_request(
@@ -35,17 +24,18 @@ def update_request(
     With ``access_token`` it is UpdateUserAttributes; otherwise AdminUpdateUserAttributes for
     ``username`` in ``user_pool_id``.
     """
-    params: dict[str, Any]
     if access_token is not None:
-        operation = "UpdateUserAttributes"
-        params = {"AccessToken": access_token}
-    else:
-        operation = "AdminUpdateUserAttributes"
-        params = {"UserPoolId": user_pool_id, "Username": username}
-    params["UserAttributes"] = to_wire_attributes(values)
-    if metadata is not None:
-        params["ClientMetadata"] = dict(metadata)
-    return operation, params, secrets_of(access_token, values, metadata)
+        return "UpdateUserAttributes", *OPERATIONS["UpdateUserAttributes"].request(
+            access_token=access_token,
+            attributes=to_wire_attributes(values),
+            client_metadata=None if metadata is None else dict(metadata),
+        )
+    return "AdminUpdateUserAttributes", *OPERATIONS["AdminUpdateUserAttributes"].request(
+        user_pool_id=user_pool_id,
+        username=username,
+        attributes=to_wire_attributes(values),
+        client_metadata=None if metadata is None else dict(metadata),
+    )
 
 
 def request_id(response: Mapping[str, Any]) -> str | None:

@@ -89,18 +89,16 @@ def retry_delay(
     policy: RetryPolicy,
     *,
     remaining: float | None,
-    max_attempts: int | None = None,
     rand: Callable[[], float] = random.random,
 ) -> float | None:
     """Seconds to wait before retrying a failed attempt, or ``None`` to give up.
 
     The one statement of when a failure is retried, shared by :func:`retry_call` and the
-    engine: never a permanent error, never past ``max_attempts`` (the policy's by default),
+    engine: never a permanent error, never past the policy's ``max_attempts``,
     ``LimitExceededException`` only when the policy allows it, and never a backoff that would
     end past the deadline (``remaining`` seconds from now; ``None`` for no deadline).
     """
-    limit = max_attempts if max_attempts is not None else policy.max_attempts
-    if kind is RetryClass.PERMANENT or attempt >= limit:
+    if kind is RetryClass.PERMANENT or attempt >= policy.max_attempts:
         return None
     if kind is RetryClass.SLOW:
         if not policy.retry_limit_exceeded:
@@ -122,7 +120,6 @@ async def retry_call(
     policy: RetryPolicy,
     *,
     deadline: float | None = None,
-    max_attempts: int | None = None,
     on_failure: Callable[[BaseException, RetryClass], None] | None = None,
     clock: Clock = time.monotonic,
     sleep: Sleep = anyio.sleep,
@@ -134,7 +131,6 @@ async def retry_call(
         attempt_once: Makes attempt number ``n`` (1-based).
         policy: Attempts, backoff and the default deadline.
         deadline: Seconds for the whole call; overrides ``policy.deadline``.
-        max_attempts: Overrides ``policy.max_attempts``.
         on_failure: Told about every failed attempt and its class (e.g. to slow a limiter).
         clock: Monotonic seconds; injectable for tests.
         sleep: Awaitable sleep; injectable for tests.
@@ -143,7 +139,6 @@ async def retry_call(
     Raises:
         AiocognitoError: The last attempt's own error, unchanged.
     """
-    limit = max_attempts if max_attempts is not None else policy.max_attempts
     budget = deadline if deadline is not None else policy.deadline
     give_up_at = None if budget is None else clock() + budget
     attempt = 0
@@ -171,7 +166,6 @@ async def retry_call(
                 attempt,
                 policy,
                 remaining=None if give_up_at is None else give_up_at - clock(),
-                max_attempts=limit,
                 rand=rand,
             )
             if delay is None:

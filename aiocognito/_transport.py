@@ -22,7 +22,7 @@ import contextvars
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import aiobotocore.session
 import aiohttp
@@ -42,50 +42,14 @@ from ._errors import (
     TransportError,
     error_class_for_code,
 )
+from ._operations import OPERATIONS
+from ._protocol import Transport
 
 __all__ = ["AiobotocoreTransport", "Transport", "scrub"]
 
 SERVICE = "cognito-idp"
 
-#: Operations Cognito authorises by access token; they are sent unsigned.
-TOKEN_OPERATIONS = frozenset(
-    {
-        "UpdateUserAttributes",
-        "DeleteUserAttributes",
-        "GetUser",
-        "GetUserAttributeVerificationCode",
-        "VerifyUserAttribute",
-    }
-)
-
-_METHOD_NAMES = {
-    "UpdateUserAttributes": "update_user_attributes",
-    "AdminUpdateUserAttributes": "admin_update_user_attributes",
-    "DeleteUserAttributes": "delete_user_attributes",
-    "AdminDeleteUserAttributes": "admin_delete_user_attributes",
-    "GetUser": "get_user",
-    "AdminGetUser": "admin_get_user",
-    "GetUserAttributeVerificationCode": "get_user_attribute_verification_code",
-    "VerifyUserAttribute": "verify_user_attribute",
-}
-
 REDACTED = "<redacted>"
-
-
-class Transport(Protocol):
-    """What the client needs from the layer below: open, one call, close."""
-
-    async def open(self) -> None:
-        """Open connections and load what calls need; called once."""
-
-    async def call(
-        self, operation: str, params: Mapping[str, Any], *, secrets: Sequence[str] = ()
-    ) -> dict[str, Any]:
-        """Make one attempt of ``operation``; raise an :class:`AiocognitoError` on failure."""
-        ...
-
-    async def aclose(self) -> None:
-        """Close connections; called once."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,9 +249,9 @@ class AiobotocoreTransport:
                     )
                 client = await stack.enter_async_context(session.create_client(SERVICE, **kwargs))
                 _cache_user_agent(client)
-                for operation, method in _METHOD_NAMES.items():
-                    if (operation in TOKEN_OPERATIONS) != signed:
-                        self._methods[operation] = getattr(client, method)
+                for op in OPERATIONS.values():
+                    if op.signed == signed:
+                        self._methods[op.name] = getattr(client, op.method)
         except BaseException:
             await stack.aclose()
             raise

@@ -18,13 +18,6 @@ KEYS = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench"}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where -m benchmarks runs
 
 
-def error_code(exc: BaseException) -> str:
-    """A failed call's error code: aiocognito's ``code``, botocore's ``Error.Code``, else the
-    exception's type. Contenders report failures by code, never by message."""
-    code = getattr(exc, "code", None) or getattr(exc, "response", {}).get("Error", {}).get("Code")
-    return str(code or type(exc).__name__)
-
-
 def child_env() -> dict[str, str]:
     """The environment for a child process: this one's (read now, so settings made in main()
     pass on), credentials for the CLI, and no probe of the EC2 metadata service."""

@@ -20,7 +20,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.config import Config
 
-from benchmarks._common import CONCURRENCY, KEYS, REGION, THREADS, error_code
+from aiocognito._errors import error_code
+from benchmarks._common import CONCURRENCY, KEYS, REGION, THREADS
 
 
 def _rows(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:

@@ -45,6 +45,7 @@ from aiobotocore.session import get_session
 from botocore.config import Config
 
 import aiocognito
+from aiocognito._errors import error_code
 from aiocognito.testing import FakeCognitoProcess
 from benchmarks._common import (
     CONCURRENCY,
@@ -56,7 +57,6 @@ from benchmarks._common import (
     child_env,
     command_line,
     describe_run,
-    error_code,
 )
 from benchmarks._peak import own_peak_rss_mib
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import aiocognito
+from aiocognito._client import client_over
 from tests.fakes import FakeTransport
 
 TOKEN = "eyJhbGciOi.eyJzdWIiOiJ1LTEifQ.c2ln"
@@ -17,9 +18,7 @@ POOL = "eu-west-1_AbC"
 
 def make(transport: FakeTransport, **kwargs: Any) -> aiocognito.CognitoClient:
     kwargs.setdefault("retry", aiocognito.RetryPolicy(backoff_base=0.001, backoff_cap=0.001))
-    return aiocognito.CognitoClient(
-        region_name="eu-west-1", user_pool_id=POOL, _transport=transport, **kwargs
-    )
+    return client_over(transport, region_name="eu-west-1", user_pool_id=POOL, **kwargs)
 
 
 def throttle() -> aiocognito.TooManyRequestsError:

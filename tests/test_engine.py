@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiocognito
+from aiocognito._client import client_over
 from aiocognito._dispatch import token_subject
 from aiocognito._limits import Priority, RateLimiter, ShareLimit
 from aiocognito.testing import CustomAttribute, FakeCognito, Latency
@@ -35,9 +36,7 @@ def jwt(sub: str, extra: str = "") -> str:
 def client(transport: FakeTransport, **kwargs: Any) -> aiocognito.CognitoClient:
     kwargs.setdefault("limits", UNLIMITED)
     kwargs.setdefault("retry", FAST_RETRY)
-    return aiocognito.CognitoClient(
-        region_name="eu-west-1", user_pool_id=POOL, _transport=transport, **kwargs
-    )
+    return client_over(transport, region_name="eu-west-1", user_pool_id=POOL, **kwargs)
 
 
 class GatedTransport(FakeTransport):

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiocognito
+from aiocognito._client import client_over
 from aiocognito._dispatch import belongs_to_change, may_merge
 from aiocognito._errors import error_class_for_code
 from aiocognito.testing import CustomAttribute, FakeCognito, PoolInfo
@@ -28,9 +29,7 @@ FAST_RETRY = aiocognito.RetryPolicy(backoff_base=0.001, backoff_cap=0.001)
 def client(transport: FakeTransport, **kwargs: Any) -> aiocognito.CognitoClient:
     kwargs.setdefault("limits", UNLIMITED)
     kwargs.setdefault("retry", FAST_RETRY)
-    return aiocognito.CognitoClient(
-        region_name="eu-west-1", user_pool_id=POOL, _transport=transport, **kwargs
-    )
+    return client_over(transport, region_name="eu-west-1", user_pool_id=POOL, **kwargs)
 
 
 class Gates(FakeTransport):

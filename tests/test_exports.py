@@ -25,9 +25,21 @@ def test_every_public_name_is_exported() -> None:
 def test_exported_objects_claim_the_public_module() -> None:
     for name in aiocognito.__all__:
         obj = getattr(aiocognito, name)
-        if inspect.isclass(obj):
-            assert obj.__module__.startswith("aiocognito._"), name
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert obj.__module__ == "aiocognito", name
             assert obj.__doc__, f"{name} needs a docstring"
+    assert repr(aiocognito.TooManyRequestsError).startswith("<class 'aiocognito.TooMany")
+
+
+def test_public_errors_pickle_through_the_public_namespace() -> None:
+    import pickle
+
+    error = aiocognito.AliasExistsError("taken", operation="AdminUpdateUserAttributes", status=400)
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is aiocognito.AliasExistsError
+    assert (again.code, again.message, again.status) == (error.code, error.message, 400)
+    closed = pickle.loads(pickle.dumps(aiocognito.ClientClosedError("closed", sent=True)))
+    assert isinstance(closed, aiocognito.ClientClosedError)
 
 
 def test_package_is_typed() -> None:

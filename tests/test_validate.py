@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 import aiocognito
+from aiocognito._client import client_over
 from tests.fakes import FakeTransport
 
 TOKEN = "eyJhbGciOi.eyJzdWIiOiJ1LTEifQ.c2ln"
@@ -15,8 +16,8 @@ SECRET_VALUE = "s3cr3t-value-never-shown"
 
 @pytest.fixture
 async def cognito(fake_transport: FakeTransport) -> Any:
-    async with aiocognito.CognitoClient(
-        region_name="eu-west-1", user_pool_id="eu-west-1_AbC", _transport=fake_transport
+    async with client_over(
+        fake_transport, region_name="eu-west-1", user_pool_id="eu-west-1_AbC"
     ) as client:
         yield client
 
@@ -136,7 +137,7 @@ async def test_delete_needs_names(
 
 
 async def test_admin_calls_need_a_pool(fake_transport: FakeTransport) -> None:
-    async with aiocognito.CognitoClient(region_name="eu-west-1", _transport=fake_transport) as c:
+    async with client_over(fake_transport, region_name="eu-west-1") as c:
         with pytest.raises(aiocognito.AttributeValidationError, match="no user pool given"):
             await c.admin_get_user("alice")
         with pytest.raises(aiocognito.AttributeValidationError, match="is not a user pool id"):

@@ -7,14 +7,14 @@ from collections.abc import Callable, Mapping
 
 from attrs import frozen
 
-from .._limits import CATEGORY as ENGINE_CATEGORY
+from .._operations import OPERATIONS
 
 __all__ = ["CATEGORY", "QuotaStats", "Quotas", "TokenBucket"]
 
 #: Operation -> quota category: the attribute operations as the engine paces them, plus the
 #: setup calls the fake serves.
 CATEGORY: Mapping[str, str] = {
-    **ENGINE_CATEGORY,
+    **{name: op.category for name, op in OPERATIONS.items()},
     "AdminCreateUser": "UserCreation",
     "AdminSetUserPassword": "UserUpdate",
     "AdminInitiateAuth": "UserAuthentication",
