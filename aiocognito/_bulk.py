@@ -58,9 +58,10 @@ from ._errors import (
     JournalWriteError,
     NotAuthorizedError,
     ResourceNotFoundError,
+    error_class_for_code,
     error_code,
 )
-from ._journal import FINISHED, Journal, JournalRecord
+from ._journal import FINISHED, Journal, JournalRecord, RowStatus
 from ._limits import Priority, ShareLimit
 from ._models import AttributeUpdate, BadRow, UpdateOutcome, UpdateResult
 from ._requests import request_id, update_request
@@ -389,15 +390,20 @@ class BulkUpdate:
         record = self._lookup(index, digest)
         lane = job.lane_key if job.lane_key is not None else ("row", index)
         if record is not None and (
-            record.status == "failed" or (record.status == "ok" and lane not in self._resend)
+            record.status is RowStatus.FAILED
+            or (record.status is RowStatus.OK and lane not in self._resend)
         ):
             previous: AiocognitoError | None = None
-            if record.status != "ok":
-                previous = CognitoError(record.message or "", code=record.code, operation=operation)
+            if record.status is not RowStatus.OK:
+                # Rebuilt with the class for its code, so callers can still catch it by type.
+                code = record.code or "Unknown"
+                previous = error_class_for_code(code)(
+                    record.message or "", code=code, operation=operation
+                )
             return UpdateOutcome(
                 index=index,
                 update=update,
-                ok=record.status == "ok",
+                ok=record.status is RowStatus.OK,
                 error=previous,
                 attempts=record.attempts,
                 skipped=True,
@@ -423,13 +429,13 @@ class BulkUpdate:
                 self._journal_records(
                     [
                         JournalRecord(
-                            index,
-                            pending.tag.digest,
-                            "failed",
-                            "AttributeValidationError",
-                            str(item.error),
-                            0,
-                            "?",
+                            index=index,
+                            fingerprint=pending.tag.digest,
+                            status=RowStatus.FAILED,
+                            code="AttributeValidationError",
+                            message=str(item.error),
+                            attempts=0,
+                            user="?",
                         )
                     ]
                 )
@@ -493,18 +499,24 @@ class BulkUpdate:
                 continue
             tag.journaled = True  # the first member to finish records the whole call
             if member.error is None:
-                status, code, message = "ok", None, None
+                status, code, message = RowStatus.OK, None, None
             else:
                 # Finished means failed for good; a row never sent (a quota deadline) or one
                 # whose retries ran out is tried again on the next run.
                 finished = classify(member.error) is RetryClass.PERMANENT and member.sent
-                status = "failed" if finished else "retry"
+                status = RowStatus.FAILED if finished else RowStatus.RETRY
                 code = error_code(member.error)
                 # The bare message: a resumed run rebuilds the error around it, code and all.
                 message = getattr(member.error, "message", None) or str(member.error)
             records.append(
                 JournalRecord(
-                    tag.index, tag.digest, status, code, message, member.attempts, tag.user
+                    index=tag.index,
+                    fingerprint=tag.digest,
+                    status=status,
+                    code=code,
+                    message=message,
+                    attempts=member.attempts,
+                    user=tag.user,
                 )
             )
         self._journal_records(records)

@@ -59,6 +59,7 @@ class ClientStatistics:
         retries: Attempts beyond each call's first.
         throttled: Attempts answered with TooManyRequestsException.
         calls_saved: Calls spared by merging queued updates to the same user.
+        splits: Merged calls Cognito refused for one change, sent again one change at a time.
         active_lanes: Users with updates in flight or queued.
         errors_by_code: Failed attempts per error code (or exception name for transport errors).
         categories: Per quota category: the allowed rate, requests sent, throttled, queued.
@@ -75,6 +76,7 @@ class ClientStatistics:
     retries: int
     throttled: int
     calls_saved: int
+    splits: int
     active_lanes: int
     errors_by_code: Mapping[str, int]
     categories: Mapping[str, CategoryStatistics]
@@ -197,21 +199,22 @@ class CognitoClient:
 
     def statistics(self) -> ClientStatistics:
         """Return a snapshot of the client's state and counters."""
-        d = self._dispatcher
+        engine = self._dispatcher.statistics() if self._dispatcher is not None else None
         return ClientStatistics(
             state=self._state,
             max_concurrency=self.limits.max_concurrency,
-            in_flight=d.in_flight if d else 0,
-            waiting=d.waiting_for_slot if d else 0,
+            in_flight=engine.in_flight if engine else 0,
+            waiting=engine.waiting if engine else 0,
             calls_started=self._calls_started,
             calls_succeeded=self._calls_succeeded,
             calls_failed=self._calls_failed,
-            requests_sent=d.requests_sent if d else 0,
-            retries=d.retries if d else 0,
-            throttled=d.throttled if d else 0,
-            calls_saved=d.calls_saved if d else 0,
-            active_lanes=d.active_lanes if d else 0,
-            errors_by_code=dict(d.errors_by_code) if d else {},
+            requests_sent=engine.requests_sent if engine else 0,
+            retries=engine.retries if engine else 0,
+            throttled=engine.throttled if engine else 0,
+            calls_saved=engine.calls_saved if engine else 0,
+            splits=engine.splits if engine else 0,
+            active_lanes=engine.active_lanes if engine else 0,
+            errors_by_code=dict(engine.errors_by_code) if engine else {},
             categories={c: lim.statistics() for c, lim in self._limiters.items()},
         )
 

@@ -64,7 +64,7 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import anyio
-from attrs import define, field
+from attrs import define, field, frozen
 
 from ._config import Limits, RetryPolicy
 from ._errors import (
@@ -80,7 +80,14 @@ from ._operations import OPERATIONS
 from ._protocol import Transport
 from ._retry import RetryClass, classify, retry_delay
 
-__all__ = ["Dispatcher", "Job", "belongs_to_change", "may_merge", "token_subject"]
+__all__ = [
+    "Dispatcher",
+    "DispatcherStatistics",
+    "Job",
+    "belongs_to_change",
+    "may_merge",
+    "token_subject",
+]
 
 #: Attributes Cognito couples: changing the address resets the flag unless the call sets it.
 VERIFIED_PAIRS: Mapping[str, str] = {
@@ -160,6 +167,22 @@ def belongs_to_change(error: BaseException) -> bool:
     return error.status < 500
 
 
+@frozen(kw_only=True)
+class DispatcherStatistics:
+    """The engine's state and counters (see :class:`ClientStatistics` for their meaning)."""
+
+    in_flight: int
+    waiting: int
+    active_lanes: int
+    requests_sent: int
+    retries: int
+    throttled: int
+    calls_saved: int
+    #: Merged calls refused for one change and sent again one change at a time.
+    splits: int
+    errors_by_code: Mapping[str, int]
+
+
 @define(eq=False)
 class Job:
     """One caller's request, as the engine carries it.
@@ -179,7 +202,7 @@ class Job:
     lane_key: Hashable | None = None
     merge_key: Hashable | None = None
     #: The caller's own label for the job (bulk rows keep their index and fingerprint here).
-    tag: Any = None
+    tag: object = None
 
     finished: bool = False
     result: dict[str, Any] | None = None
@@ -277,15 +300,22 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
+        """Requests on the wire now."""
         return self._max_concurrency - self._slots.value
 
-    @property
-    def waiting_for_slot(self) -> int:
-        return self._slots.statistics().tasks_waiting
-
-    @property
-    def active_lanes(self) -> int:
-        return len(self._lanes)
+    def statistics(self) -> DispatcherStatistics:
+        """A snapshot of the engine's state and counters."""
+        return DispatcherStatistics(
+            in_flight=self.in_flight,
+            waiting=self._slots.statistics().tasks_waiting,
+            active_lanes=len(self._lanes),
+            requests_sent=self.requests_sent,
+            retries=self.retries,
+            throttled=self.throttled,
+            calls_saved=self.calls_saved,
+            splits=self.splits,
+            errors_by_code=dict(self.errors_by_code),
+        )
 
     # ----------------------------------------------------------------------------------------
     # Submitting

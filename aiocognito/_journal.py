@@ -38,6 +38,7 @@ SHA-256 digest, never as given.
 from __future__ import annotations
 
 import contextlib
+import enum
 import hashlib
 import hmac
 import json
@@ -50,10 +51,8 @@ from attrs import frozen
 
 from ._errors import JournalLockedError, JournalMismatchError, JournalWriteError
 
-__all__ = ["Journal", "JournalRecord", "fingerprint"]
+__all__ = ["FINISHED", "Journal", "JournalRecord", "RowStatus", "fingerprint"]
 
-#: Statuses that mean "finished": a re-run skips these rows.
-FINISHED = ("ok", "failed")
 #: The journal's format: fingerprints are keyed (or value-free) from version 2 on.
 FORMAT = "2"
 #: Seconds SQLite waits for a lock another program holds before the write fails.
@@ -61,13 +60,25 @@ BUSY_TIMEOUT = 5.0
 _KEY_CHECK = b"aiocognito journal key check"
 
 
-@frozen
+class RowStatus(enum.StrEnum):
+    """How a row ended, as the journal stores it."""
+
+    OK = "ok"  #: applied; a resume skips it (unless an earlier row for its user is re-sent)
+    FAILED = "failed"  #: refused for good; a resume skips it
+    RETRY = "retry"  #: not finished (retries ran out, never sent); a resume sends it again
+
+
+#: Statuses that mean "finished": a re-run skips these rows.
+FINISHED = (RowStatus.OK, RowStatus.FAILED)
+
+
+@frozen(kw_only=True)
 class JournalRecord:
     """One row as the journal remembers it."""
 
     index: int
     fingerprint: str
-    status: str  # "ok", "failed" (permanent) or "retry" (not finished)
+    status: RowStatus
     code: str | None
     message: str | None
     attempts: int
@@ -212,7 +223,16 @@ class Journal:
             raise JournalWriteError(self.path, _cause(exc)) from exc
         if row is None:
             return None
-        record = JournalRecord(*row)
+        idx, fingerprint, status, code, message, attempts, user = row
+        record = JournalRecord(
+            index=idx,
+            fingerprint=fingerprint,
+            status=RowStatus(status),
+            code=code,
+            message=message,
+            attempts=attempts,
+            user=user,
+        )
         if record.fingerprint != digest:
             raise JournalMismatchError(
                 f"journal {self.path} was written for a different input: row {index} differs "
@@ -227,7 +247,7 @@ class Journal:
             JournalWriteError: The write failed; the journal records nothing more after it.
         """
         rows = [
-            (r.index, r.fingerprint, r.status, r.code, r.message, r.attempts, r.user)
+            (r.index, r.fingerprint, r.status.value, r.code, r.message, r.attempts, r.user)
             for r in records
         ]
         if not rows or self.broken:

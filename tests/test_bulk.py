@@ -389,3 +389,24 @@ async def test_a_bulk_job_may_bring_its_own_retry_policy(
         retried = await drain(cognito.bulk_update(rows(3, users=3)))
     assert sorted(o.code or "ok" for o in once) == ["TooManyRequestsException"] * 3
     assert all(o.ok for o in retried)
+
+
+async def test_a_resumed_failure_keeps_its_error_class(
+    fake: tuple[FakeCognito, PoolInfo], tmp_path: Path
+) -> None:
+    server, pool = fake
+    journal = str(tmp_path / "j.sqlite")
+    rows = [
+        aiocognito.AttributeUpdate(username="user0", attributes={"custom:nope": "x"}),
+        aiocognito.AttributeUpdate(username="user1", attributes={"custom:tier": "ok"}),
+    ]
+    async with client(server, pool) as cognito:
+        first = await drain(cognito.bulk_update(rows, journal=journal))
+        second = await drain(cognito.bulk_update(rows, journal=journal))
+    failed = [o for o in first if not o.ok]
+    again = [o for o in second if not o.ok]
+    assert len(failed) == len(again) == 1
+    assert isinstance(failed[0].error, aiocognito.InvalidParameterError)
+    assert again[0].skipped
+    assert isinstance(again[0].error, aiocognito.InvalidParameterError)  # not a bare CognitoError
+    assert again[0].code == "InvalidParameterException"

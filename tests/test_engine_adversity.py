@@ -451,6 +451,7 @@ async def test_split_resends_in_order_before_what_queued_behind() -> None:
         {"custom:x": "d"},
     ]
     assert stats.calls_saved == 0
+    assert stats.splits == 1
 
 
 @pytest.mark.parametrize(
