@@ -14,8 +14,13 @@ from hypothesis import settings
 
 from tests.fakes import FakeTransport
 
-# `HYPOTHESIS_PROFILE=long make test` (or pytest) runs the model-based tests much longer.
-settings.register_profile("long", max_examples=3000, stateful_step_count=60)
+# `HYPOTHESIS_PROFILE=long make test` (or pytest) runs the model-based tests much longer: 1,000
+# examples of 50 steps unless AIOCOGNITO_LONG_EXAMPLES says otherwise (about 2 s an example).
+settings.register_profile(
+    "long",
+    max_examples=int(os.environ.get("AIOCOGNITO_LONG_EXAMPLES", "1000")),
+    stateful_step_count=50,
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
