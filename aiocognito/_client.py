@@ -139,6 +139,7 @@ class CognitoClient:
             user_agent_extra=f"aiocognito/{__version__}",
         )
         self._state = ClientState.UNOPENED
+        self._closed: anyio.Event | None = None  # set once aclose() has finished
         self._dispatcher: Dispatcher | None = None
         self._limiters: dict[str, RateLimiter] = {}
         self._calls_started = 0
@@ -190,12 +191,18 @@ class CognitoClient:
         on the client ends with that one error.
         """
         if self._state is ClientState.CLOSED:
+            if self._closed is not None:
+                await self._closed.wait()  # another task is closing: return when it is done
             return
         self._state = ClientState.CLOSED
-        with anyio.CancelScope(shield=True):
-            if self._dispatcher is not None:
-                await self._dispatcher.aclose()
-            await self._transport.aclose()
+        self._closed = anyio.Event()
+        try:
+            with anyio.CancelScope(shield=True):
+                if self._dispatcher is not None:
+                    await self._dispatcher.aclose()
+                await self._transport.aclose()
+        finally:
+            self._closed.set()
 
     def statistics(self) -> ClientStatistics:
         """Return a snapshot of the client's state and counters."""

@@ -64,15 +64,18 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 from attrs import define, field, frozen
 
 from ._config import Limits, RetryPolicy
 from ._errors import (
     AiocognitoError,
+    AttributeValidationError,
     ClientClosedError,
     CognitoError,
     DeadlineExceededError,
     QuotaDeadlineError,
+    TransportError,
     error_code,
 )
 from ._limits import Priority, RateLimiter, ShareLimit
@@ -95,6 +98,9 @@ VERIFIED_PAIRS: Mapping[str, str] = {
     "phone_number": "phone_number_verified",
 }
 _COUPLED = {name: address for address, flag in VERIFIED_PAIRS.items() for name in (address, flag)}
+
+#: Seconds a close waits, at most, for cancelled callers to leave (they leave at once).
+CLOSE_GRACE = 1.0
 
 #: Refusals caused by one of the changes in a call: a merged call refused so is split.
 _CHANGE_ERRORS = frozenset(
@@ -127,28 +133,55 @@ _CALL_ERRORS = frozenset(
 )
 
 
+#: Cognito's access tokens carry a payload of one or two kilobytes; a larger one is not read.
+_MAX_PAYLOAD = 16 * 1024
+
+
 def token_subject(token: str) -> str:
     """The user a token belongs to, from its unverified JWT payload; the token if unreadable."""
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > _MAX_PAYLOAD:
+        return token
+    payload = parts[1]
     try:
-        payload = token.split(".")[1]
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         subject = claims.get("sub") or claims.get("username")
         if isinstance(subject, str) and subject:
             return f"{claims.get('iss', '')}#{subject}"
-    except (IndexError, ValueError, AttributeError, TypeError):
+    except Exception:
         pass
     return token
 
 
-def may_merge(earlier: Mapping[str, str], later: Mapping[str, str]) -> bool:
-    """Whether ``later`` may ride in one call after ``earlier`` and mean the same.
+def may_merge(earlier: Sequence[Mapping[str, str]], later: Mapping[str, str]) -> bool:
+    """Whether ``later`` may ride in one call after the ``earlier`` changes and mean the same.
 
-    ``earlier`` holds the changes already in the call. Both may not touch the same coupled pair
-    (``email``/``email_verified``, ``phone_number``/``phone_number_verified``); see the module
-    docstring for why.
+    Two rules (see the module docstring for why):
+
+    * no two changes touch the same coupled pair (``email``/``email_verified``,
+      ``phone_number``/``phone_number_verified``);
+    * every earlier change is sent whole or replaced whole: ``later`` either leaves all of the
+      attributes an earlier change still contributes alone, or replaces all of them.
     """
-    touched = {_COUPLED[name] for name in earlier if name in _COUPLED}
-    return not any(_COUPLED.get(name) in touched for name in later)
+    touched = {_COUPLED[name] for change in earlier for name in change if name in _COUPLED}
+    if any(_COUPLED.get(name) in touched for name in later):
+        return False
+    for surviving in _surviving(earlier):
+        overlap = surviving & later.keys()
+        if overlap and overlap != surviving:
+            return False
+    return True
+
+
+def _surviving(changes: Sequence[Mapping[str, str]]) -> list[set[str]]:
+    """For each change, the attributes it still contributes: those no later change replaces."""
+    later: set[str] = set()
+    found: list[set[str]] = []
+    for change in reversed(changes):
+        found.append(set(change) - later)
+        later |= change.keys()
+    found.reverse()
+    return found
 
 
 def belongs_to_change(error: BaseException) -> bool:
@@ -192,27 +225,28 @@ class Job:
     """
 
     operation: str
-    params: dict[str, Any]
-    secrets: tuple[str, ...]
-    attributes: dict[str, str] | None = None
+    # Tokens, values and metadata never reach a repr; a lane key may be a token.
+    params: dict[str, Any] = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+    attributes: dict[str, str] | None = field(default=None, repr=False)
     priority: Priority = Priority.INTERACTIVE
     share: ShareLimit | None = None
     deadline: float | None = None
     retry: RetryPolicy | None = None
-    lane_key: Hashable | None = None
-    merge_key: Hashable | None = None
+    lane_key: Hashable | None = field(default=None, repr=False)
+    merge_key: Hashable | None = field(default=None, repr=False)
     #: The caller's own label for the job (bulk rows keep their index and fingerprint here).
     tag: object = None
 
     finished: bool = False
-    result: dict[str, Any] | None = None
+    result: dict[str, Any] | None = field(default=None, repr=False)
     error: BaseException | None = None
     #: Attempts of the call that finished this job.
     attempts: int = 0
     #: Whether any attempt carrying this change was sent.
     sent: bool = False
     #: The jobs whose changes rode in the call that finished this one (itself included).
-    batch: list[Job] | None = None
+    batch: list[Job] | None = field(default=None, repr=False)
     #: The caller left (cancelled, deadline, close) before the job finished.
     abandoned: bool = False
     #: Split out of a refused merged call: sent on its own.
@@ -239,9 +273,10 @@ class _Flight:
     """One attempt on the wire. It belongs to the lane, so it survives its launcher."""
 
     jobs: list[Job]
+    request: tuple[dict[str, Any], tuple[str, ...]] | None = field(default=None, repr=False)
     task: asyncio.Task[dict[str, Any]] | None = None
     done: asyncio.Event = field(factory=asyncio.Event)
-    result: dict[str, Any] | None = None
+    result: dict[str, Any] | None = field(default=None, repr=False)
     error: BaseException | None = None
 
 
@@ -254,11 +289,17 @@ class _Batch:
     flight: _Flight | None = None
     #: After a failed attempt: when (event-loop time) the next one may go.
     retry_at: float | None = None
+    #: Set once an attempt may have been applied (a lost answer, a 5xx): every retry then sends
+    #: exactly this request, with the changes it carried, even of callers who have left since;
+    #: otherwise a retry without a departed caller's change could land after it, out of order.
+    frozen: tuple[dict[str, Any], tuple[str, ...], list[Job]] | None = field(
+        default=None, repr=False
+    )
 
 
 @define(eq=False)
 class _Lane:
-    key: Hashable | None
+    key: Hashable | None = field(repr=False)
     pending: deque[Job] = field(factory=deque)
     batch: _Batch | None = None
     driver: Job | None = None
@@ -288,6 +329,7 @@ class Dispatcher:
         # Every call being served, so that closing can end it; every flight, to cancel it.
         self._scopes: set[anyio.CancelScope] = set()
         self._flights: set[asyncio.Task[dict[str, Any]]] = set()
+        self._idle = asyncio.Event()  # set when, closed, the last flight or caller is gone
         self.calls_saved = 0
         self.splits = 0
         self.requests_sent = 0
@@ -333,6 +375,10 @@ class Dispatcher:
         share: ShareLimit | None = None,
     ) -> Job:
         """Describe one request; ``timeout`` (or the policy's deadline) starts now."""
+        if timeout is not None and not timeout > 0:  # also refuses NaN
+            raise AttributeValidationError(
+                f"timeout: expected a positive number of seconds, got {timeout!r}"
+            )
         policy = retry if retry is not None else self._retry
         budget = timeout if timeout is not None else policy.deadline
         job = Job(
@@ -358,6 +404,7 @@ class Dispatcher:
                     job.lane_key,
                     params.get("AccessToken"),
                     None if metadata is None else tuple(sorted(metadata.items())),
+                    policy,  # a merged call is retried by one policy: it must be everyone's
                 )
         return job
 
@@ -382,6 +429,7 @@ class Dispatcher:
         finally:
             self._scopes.discard(scope)
             self._leave(lane, job)
+            self._note_idle()
         if not job.finished:  # our own scope ended the wait: the client closed, or the deadline
             if self.closed:
                 raise ClientClosedError(
@@ -416,12 +464,21 @@ class Dispatcher:
             task.cancel()
         return flights
 
+    def _note_idle(self) -> None:
+        """Wake a close waiting for the last flight and the last caller to be gone."""
+        if self.closed and not self._scopes and not self._flights:
+            self._idle.set()
+
     async def aclose(self) -> None:
         """Close: end every call (see :meth:`aclose_now`) and wait for the flights to stop."""
-        flights = self.aclose_now()
-        if flights:
-            with anyio.CancelScope(shield=True):
-                await asyncio.wait(flights)
+        self.aclose_now()
+        # Return once every flight has ended and every caller has left (each was cancelled and
+        # gives back what it held, a concurrency slot handed over to it included); bounded, so
+        # that a caller stuck elsewhere cannot hold the close up.
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_GRACE):
+            while self._flights or self._scopes:
+                self._idle.clear()
+                await self._idle.wait()
 
     # ----------------------------------------------------------------------------------------
     # Lanes
@@ -512,18 +569,18 @@ class Dispatcher:
         head = lane.pending.popleft()
         jobs = [head]
         if head.merge_key is not None and not head.solo:
-            merged = dict(head.attributes or {})
+            changes = [head.attributes or {}]
             while lane.pending:
                 candidate = lane.pending[0]
-                changes = candidate.attributes or {}
+                change = candidate.attributes or {}
                 if (
                     candidate.merge_key != head.merge_key
                     or candidate.solo
-                    or not may_merge(merged, changes)
+                    or not may_merge(changes, change)
                 ):
                     break
                 jobs.append(lane.pending.popleft())
-                merged.update(changes)
+                changes.append(change)
         return _Batch(jobs)
 
     # ----------------------------------------------------------------------------------------
@@ -538,8 +595,8 @@ class Dispatcher:
         deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
         priority = min(job.priority for job in live)
         limiter = self._limiters.get(OPERATIONS[first.operation].category)
+        share = None if priority is Priority.INTERACTIVE else first.share
         if limiter is not None:
-            share = None if priority is Priority.INTERACTIVE else first.share
             try:
                 await limiter.acquire(priority, deadline=deadline, share=share)
             except QuotaDeadlineError as exc:  # refused before sending: nothing was applied
@@ -548,17 +605,35 @@ class Dispatcher:
                     job._finish(result=None, error=exc, attempts=batch.attempts)
                 lane.batch = None
                 return
-        await self._slots.acquire()
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            if limiter is not None:
+                limiter.refund(share)  # never sent: the token goes back
+            raise
+        # The slot may have been handed over in the same turn as a close or a cancellation,
+        # which anyio has not delivered yet: check before anything goes on the wire.
+        if self.closed or anyio.current_effective_deadline() == -math.inf:
+            self._slots.release()
+            if limiter is not None:
+                limiter.refund(share)
+            await anyio.lowlevel.checkpoint()  # delivers the cancellation
+            raise ClientClosedError(sent=any(job.sent for job in live))
         # No await from here on: the slot passes to the flight, which releases it.
-        params, secrets = _request(live)
+        if batch.frozen is not None:
+            params, secrets, carried = batch.frozen
+        else:
+            params, secrets = _request(live)
+            carried = live
         batch.attempts += 1
         batch.retry_at = None
         self.requests_sent += 1
         if batch.attempts > 1:
             self.retries += 1
-        for job in live:
+        for job in carried:
             job.sent = True
-        flight = batch.flight = _Flight(live)
+        flight = batch.flight = _Flight(carried)
+        flight.request = (params, secrets)
         task = flight.task = asyncio.get_running_loop().create_task(
             self._transport.call(first.operation, params, secrets=secrets)
         )
@@ -575,12 +650,14 @@ class Dispatcher:
         """A flight ended (answered, failed or cancelled): record it and wake its lane."""
         self._flights.discard(task)
         self._slots.release()
-        if task.cancelled():  # the client closed, or a read's caller left
+        if task.cancelled() and self.closed:
             flight.error = ClientClosedError(
                 "the CognitoClient was closed while the call was on the wire; it may have been "
                 "applied",
                 sent=True,
             )
+        elif task.cancelled():  # a read whose caller left, or a transport that was cancelled
+            flight.error = TransportError("the attempt was cancelled before an answer came")
         else:
             error = task.exception()
             if error is None:
@@ -600,6 +677,7 @@ class Dispatcher:
             self._count_error(error)
         flight.done.set()
         self._advance(lane)  # nobody may be driving: the lane must not stall
+        self._note_idle()
 
     def _settle(self, lane: _Lane, batch: _Batch, flight: _Flight) -> None:
         """Hand a landed flight's outcome to its callers, or plan the retry or the split."""
@@ -621,7 +699,16 @@ class Dispatcher:
             lane.batch = None  # nobody wants this change any more: it is not retried
             return
         kind = classify(error) if isinstance(error, AiocognitoError) else RetryClass.PERMANENT
-        if len(carried) > 1 and kind is RetryClass.PERMANENT and belongs_to_change(error):
+        if kind is RetryClass.TRANSIENT and batch.frozen is None and flight.request is not None:
+            batch.frozen = (*flight.request, carried)  # it may have been applied: resend it as is
+        if (
+            len(carried) > 1
+            and kind is RetryClass.PERMANENT
+            and belongs_to_change(error)
+            # After an attempt that may have applied the whole call, sending its changes one by
+            # one could land an earlier one after a later one: the refusal goes to everyone.
+            and batch.frozen is None
+        ):
             # Cognito applied none of it; send each change again on its own, in order, before
             # anything queued behind them.
             self.splits += 1

@@ -364,6 +364,16 @@ class RateLimiter:
                     self._wake_head()
             raise
 
+    def refund(self, share: ShareLimit | None = None) -> None:
+        """Give back the token of a request :meth:`acquire` let through but that was never sent."""
+        self._sent -= 1
+        if self._unlimited:
+            return
+        self._bucket.tokens += 1.0  # the next refill caps it at the bucket's size again
+        if share is not None and share._bucket is not None:
+            share._bucket.tokens += 1.0
+        self._wake_head()
+
     # -- feedback ----------------------------------------------------------------------------
 
     def record(self, *, throttled: bool) -> None:

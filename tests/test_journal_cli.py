@@ -226,12 +226,11 @@ def test_a_second_process_on_a_journal_in_use_is_refused_at_once(
         check=False,
     )
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    # The final state is the promise. The history of applied values need not be sorted: a row
+    # in flight when the first run was killed is sent again on resume, followed again by the
+    # same user's later rows (which may already have landed, merged, before the kill).
     for user in range(USERS):
         assert fake.user_attributes(pool.id, f"user{user}")["custom:seq"] == str(360 + user)
-        applied = [
-            int(u.changes["custom:seq"] or 0) for u in fake.update_log(pool.id, f"user{user}")
-        ]
-        assert applied == sorted(applied)
 
 
 async def test_a_journal_write_failure_stops_the_cli_with_one_line(
