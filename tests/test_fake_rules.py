@@ -144,6 +144,17 @@ async def test_username_must_be_an_allowed_sign_in_attribute(
     assert _attributes(user)[kind] == accepted
 
 
+async def test_admin_create_user_checks_the_username_length(fake: FakeCognito) -> None:
+    pool_id = await _pool(fake)
+    limit = _validate.MAX_USERNAME_LENGTH
+    refused = await raw_call(
+        fake, "AdminCreateUser", {"UserPoolId": pool_id, "Username": "u" * (limit + 1)}
+    )
+    assert refused.code == "InvalidParameterException"
+    assert f"less than or equal to {limit}" in refused.message
+    await _ok(fake, "AdminCreateUser", {"UserPoolId": pool_id, "Username": "u" * limit})
+
+
 async def test_update_cannot_give_a_second_user_an_existing_email(fake: FakeCognito) -> None:
     pool_id = await _pool(fake, UsernameAttributes=["email"])
     for address in ("ann@example.com", "bob@example.com"):

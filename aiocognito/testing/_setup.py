@@ -23,6 +23,7 @@ from ._rules import (
     ATTRIBUTE_DATA_TYPES,
     MAX_CUSTOM_ATTRIBUTES,
     MAX_CUSTOM_NAME_LENGTH,
+    MAX_USERNAME_LENGTH,
     MAX_VALUE_LENGTH,
     SEARCHABLE_ATTRIBUTES,
     STANDARD_SCHEMA,
@@ -30,6 +31,7 @@ from ._rules import (
     ServiceError,
     invalid,
     invalid_attributes,
+    too_long,
 )
 
 __all__ = ["Setup"]
@@ -143,6 +145,8 @@ class Setup:
         backend = self.backend
         pool = backend.find_pool(body.get("UserPoolId"))
         username = required(body, "Username")
+        if len(username) > MAX_USERNAME_LENGTH:
+            raise too_long("username", MAX_USERNAME_LENGTH)
         attrs = {a["Name"]: a.get("Value", "") for a in body.get("UserAttributes") or ()}
         if pool.username_attributes:
             kind = next(
