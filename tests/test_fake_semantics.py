@@ -72,7 +72,9 @@ async def update(
 async def test_custom_attribute_needs_its_prefix(world: World) -> None:
     reply = await update(world, {"tier": "gold"})
     assert (reply.status, reply.code) == (400, "InvalidParameterException")
-    assert reply.message == "user.tier: Attribute does not exist in the schema."
+    assert reply.message == (
+        "Invalid user attributes: user.tier: Attribute does not exist in the schema.\n"
+    )
     ok = await update(world, {"custom:tier": "gold"})
     assert ok.status == 200
     assert attrs_of(world)["custom:tier"] == "gold"
@@ -83,7 +85,7 @@ async def test_immutable_attributes_cannot_be_updated(world: World, name: str) -
     before = attrs_of(world)
     reply = await update(world, {name: "x"}, admin=True)
     assert reply.code == "InvalidParameterException"
-    assert reply.message == f"user.{name}: Attribute cannot be updated."
+    assert reply.message == f"Invalid user attributes: user.{name}: Attribute cannot be updated.\n"
     assert attrs_of(world) == before
 
 
@@ -104,8 +106,9 @@ async def test_blank_value_deletes(world: World) -> None:
 
 async def test_typed_custom_attributes(world: World) -> None:
     assert (
-        await update(world, {"custom:score": "101"})
-    ).message == "user.custom:score: Attribute value must be at most 100."
+        (await update(world, {"custom:score": "101"})).message
+        == "Invalid user attributes: user.custom:score: Attribute value must be at most 100.\n"
+    )
     assert (await update(world, {"custom:score": "abc"})).code == "InvalidParameterException"
     assert (await update(world, {"custom:nick": "x"})).code == "InvalidParameterException"
     assert (await update(world, {"custom:flag": "yes"})).code == "InvalidParameterException"
@@ -331,13 +334,15 @@ async def test_deletes(world: World) -> None:
         "AdminDeleteUserAttributes",
         {"UserPoolId": world.pool.id, "Username": "alice", "UserAttributeNames": ["tier"]},
     )
-    assert bad.message == "user.tier: Attribute does not exist in the schema."
+    assert bad.message == (
+        "Invalid user attributes: user.tier: Attribute does not exist in the schema.\n"
+    )
     sub = await raw_call(
         world.fake,
         "AdminDeleteUserAttributes",
         {"UserPoolId": world.pool.id, "Username": "alice", "UserAttributeNames": ["sub"]},
     )
-    assert sub.message == "user.sub: Attribute cannot be updated."
+    assert sub.message == "Invalid user attributes: user.sub: Attribute cannot be updated.\n"
 
 
 async def test_get_user_and_admin_get_user(world: World) -> None:

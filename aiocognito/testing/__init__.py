@@ -18,7 +18,8 @@ quotas per category and a per-user write limit. It also injects faults on demand
 from ._backend import AppliedUpdate, CustomAttribute, PoolInfo, SentCode
 from ._faults import Fault, Faults, Latency
 from ._process import FakeCognitoProcess
-from ._quota import CATEGORY, QuotaStats
+from ._quota import QuotaStats
+from ._rules import CATEGORY
 from ._server import FakeCognito, FakeStats
 
 __all__ = [

@@ -1,20 +1,21 @@
-"""The fake's state and Cognito's attribute semantics, with no I/O.
+"""The fake's users and their attributes: state, identity and the attribute operations, no I/O.
 
-Every public method either returns the JSON-ready response dict Cognito would send or raises
-:class:`ServiceError` with Cognito's error code. A request is checked in full before anything
-changes, so a request with one bad attribute changes nothing.
+Every public operation method either returns the JSON-ready response dict Cognito would send or
+raises :class:`ServiceError` with Cognito's error code. A request is checked in full before
+anything changes, so a request with one bad attribute changes nothing.
 
-The rules follow Cognito's documented behaviour (see the README's "Testing" section for what is
-stricter than moto): custom attributes need their ``custom:`` prefix; ``sub`` and immutable custom
-attributes cannot be updated; a blank value deletes; a changed email or phone number is marked
-unverified and a code is sent, or, when the pool requires verification before update, the old
-value stays until VerifyUserAttribute applies the pending one.
+The rules come from :mod:`._rules` (the fake's own statement of Cognito's documented limits and
+names); the setup operations (CreateUserPool, AdminCreateUser, ...) are in :mod:`._setup`.
+Custom attributes need their ``custom:`` prefix; ``sub`` and immutable custom attributes cannot
+be updated; a blank value deletes; a changed email or phone number is marked unverified and a
+code is sent, or, when the pool requires verification before update, the old value stays until
+VerifyUserAttribute applies the pending one. Email and phone numbers used to sign in
+(``UsernameAttributes``) or as aliases are unique in their pool.
 """
 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import math
 import random
@@ -22,11 +23,26 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from attrs import define, field, frozen
 
-from .._validate import MAX_NAME_LENGTH, MAX_VALUE_LENGTH, STANDARD_ATTRIBUTES
+from ._rules import (
+    CODE_TTL,
+    MAX_NAME_LENGTH,
+    MAX_VALUE_LENGTH,
+    SCOPE,
+    STANDARD_ATTRIBUTES,
+    STANDARD_SCHEMA,
+    USERNAME_ATTRIBUTES,
+    VERIFIABLE,
+    CustomAttribute,
+    ServiceError,
+    invalid,
+    invalid_attributes,
+    null,
+    too_long,
+)
 
 __all__ = [
     "AppliedUpdate",
@@ -35,97 +51,8 @@ __all__ = [
     "PoolInfo",
     "SentCode",
     "ServiceError",
+    "required",
 ]
-
-VERIFIABLE = ("email", "phone_number")
-_CODE_TTL = 24 * 3600.0
-_SCOPE = "aws.cognito.signin.user.admin"
-
-
-class ServiceError(Exception):
-    """A Cognito error answer: the code, the message and the HTTP status."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.status = status
-
-
-def _invalid(message: str) -> ServiceError:
-    return ServiceError("InvalidParameterException", message)
-
-
-def _null(member: str) -> ServiceError:
-    return _invalid(
-        f"1 validation error detected: Value at '{member}' failed to satisfy constraint: "
-        "Member must not be null"
-    )
-
-
-def _too_long(member: str, limit: int) -> ServiceError:
-    return _invalid(
-        f"1 validation error detected: Value at '{member}' failed to satisfy constraint: "
-        f"Member must have length less than or equal to {limit}"
-    )
-
-
-@frozen(kw_only=True)
-class CustomAttribute:
-    """A custom attribute in a pool's schema.
-
-    Attributes:
-        name: The schema name without prefix (1-20 characters); written as ``custom:<name>``.
-        type: ``String``, ``Number``, ``DateTime`` or ``Boolean``.
-        mutable: Whether it can change after the user is created.
-        min_length: For strings, the shortest value allowed.
-        max_length: For strings, the longest value allowed (Cognito's default is 2048).
-        min_value: For numbers, the smallest value allowed.
-        max_value: For numbers, the largest value allowed.
-        developer_only: Written ``dev:custom:<name>``; only admin (IAM) calls may write it.
-    """
-
-    name: str
-    type: Literal["String", "Number", "DateTime", "Boolean"] = "String"
-    mutable: bool = True
-    min_length: int | None = None
-    max_length: int | None = None
-    min_value: float | None = None
-    max_value: float | None = None
-    developer_only: bool = False
-
-    @property
-    def full_name(self) -> str:
-        """The name as it appears in requests: ``custom:x`` or ``dev:custom:x``."""
-        return ("dev:custom:" if self.developer_only else "custom:") + self.name
-
-    def check(self, value: str) -> str | None:
-        """Return why ``value`` breaks this attribute's constraints, or None."""
-        if self.type == "Number":
-            try:
-                number = float(value)
-            except ValueError:
-                return "Attribute value must be a number."
-            if not math.isfinite(number):
-                return "Attribute value must be a number."
-            if self.min_value is not None and number < self.min_value:
-                return f"Attribute value must be at least {self.min_value:g}."
-            if self.max_value is not None and number > self.max_value:
-                return f"Attribute value must be at most {self.max_value:g}."
-        elif self.type == "Boolean":
-            if value not in ("true", "false"):
-                return "Attribute value must be 'true' or 'false'."
-        elif self.type == "DateTime":
-            try:
-                dt.datetime.fromisoformat(value)
-            except ValueError:
-                return "Attribute value must be a date-time."
-        else:
-            if self.min_length is not None and len(value) < self.min_length:
-                return f"Attribute value must be at least {self.min_length} characters."
-            if self.max_length is not None and len(value) > self.max_length:
-                return f"Attribute value must be at most {self.max_length} characters."
-        return None
 
 
 @frozen(kw_only=True)
@@ -200,6 +127,10 @@ class _Pool:
     users: dict[str, _User] = field(factory=dict)
     by_sub: dict[str, str] = field(factory=dict)
     aliases: dict[tuple[str, str], str] = field(factory=dict)
+    # Required/Mutable given for standard attributes in CreateUserPool's Schema.
+    standard_overrides: dict[str, dict[str, bool]] = field(factory=dict)
+    settings: dict[str, Any] = field(factory=dict)
+    created: float = 0.0
 
     @property
     def alias_like(self) -> frozenset[str]:
@@ -268,12 +199,18 @@ class Backend:
         pool_id: str | None = None,
     ) -> PoolInfo:
         """Create a pool with an app client; return its ids."""
-        pid = pool_id or f"{self.region}_{self._hex(9)}"
+        pid = pool_id or f"{self.region}_{self.hex_id(9)}"
         verify = frozenset(require_verification_before_update)
         if not verify <= set(VERIFIABLE):
-            raise _invalid(
+            raise invalid(
                 "AttributesRequireVerificationBeforeUpdate may hold only email and phone_number."
             )
+        usernames = frozenset(username_attributes)
+        if not usernames <= set(USERNAME_ATTRIBUTES):
+            raise invalid("UsernameAttributes may hold only email and phone_number.")
+        aliases = frozenset(alias_attributes)
+        if usernames and aliases:
+            raise invalid("Only one of AliasAttributes or UsernameAttributes can be set.")
         custom = {c.full_name: c for c in custom_attributes}
         pool = _Pool(
             id=pid,
@@ -281,10 +218,11 @@ class Backend:
             custom=custom,
             auto_verified=frozenset(auto_verified_attributes),
             verify_before_update=verify,
-            username_attributes=frozenset(username_attributes),
-            alias_attributes=frozenset(alias_attributes),
+            username_attributes=usernames,
+            alias_attributes=aliases,
+            created=self.clock(),
         )
-        client_id = self._hex(26)
+        client_id = self.hex_id(26)
         pool.clients[client_id] = {"ClientName": "default", "ExplicitAuthFlows": []}
         self.pools[pid] = pool
         return PoolInfo(id=pid, name=name, client_id=client_id)
@@ -300,14 +238,16 @@ class Backend:
         enabled: bool = True,
     ) -> str:
         """Create a user with the given attributes (no checks beyond the schema); return its sub."""
-        pool = self._pool(pool_id)
+        pool = self.find_pool(pool_id)
         if username in pool.users:
             raise ServiceError("UsernameExistsException", "User account already exists")
         sub = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         values = dict(attributes or {})
-        for name in values:
-            if self._spec(pool, name) is None:
-                raise _invalid(f"user.{name}: Attribute does not exist in the schema.")
+        unknown = {
+            n: "Attribute does not exist in the schema." for n in values if not self.spec(pool, n)
+        }
+        if unknown:
+            raise invalid_attributes(unknown)
         values["sub"] = sub
         now = self.clock()
         user = _User(
@@ -336,8 +276,8 @@ class Backend:
         expires_in: float = 3600.0,
     ) -> str:
         """Mint an access token for a user, shaped like Cognito's (a JWT)."""
-        pool = self._pool(pool_id)
-        user = self._user(pool, username)
+        pool = self.find_pool(pool_id)
+        user = self.find_user(pool, username)
         jti = str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
         now = self.clock()
         exp = now + expires_in
@@ -346,7 +286,7 @@ class Backend:
             "iss": f"https://cognito-idp.{self.region}.amazonaws.com/{pool.id}",
             "client_id": client_id or next(iter(pool.clients), ""),
             "token_use": "access",
-            "scope": _SCOPE,
+            "scope": SCOPE,
             "auth_time": int(now),
             "exp": math.ceil(exp),
             "iat": int(now),
@@ -363,6 +303,13 @@ class Backend:
             )
         )
 
+    def reset(self) -> None:
+        """Forget every pool, user, token and sent code (moto's ``/moto-api/reset``)."""
+        self.pools.clear()
+        self.tokens.clear()
+        self.revoked.clear()
+        self.sent_codes.clear()
+
     def revoke_token(self, token: str) -> None:
         """Revoke an access token; later calls with it get NotAuthorizedException."""
         jti = self._jti(token)
@@ -374,19 +321,19 @@ class Backend:
 
     def user_attributes(self, pool_id: str, username: str) -> dict[str, str]:
         """The user's stored attributes (pending values not applied)."""
-        return dict(self._user(self._pool(pool_id), username).attributes)
+        return dict(self.find_user(self.find_pool(pool_id), username).attributes)
 
     def pending_attributes(self, pool_id: str, username: str) -> dict[str, str]:
         """Values waiting for VerifyUserAttribute (verification before update)."""
-        return dict(self._user(self._pool(pool_id), username).pending or {})
+        return dict(self.find_user(self.find_pool(pool_id), username).pending or {})
 
     def update_log(self, pool_id: str, username: str) -> list[AppliedUpdate]:
         """Every change applied to the user, in order."""
-        return list(self._user(self._pool(pool_id), username).log or ())
+        return list(self.find_user(self.find_pool(pool_id), username).log or ())
 
     def user_count(self, pool_id: str) -> int:
         """How many users the pool holds."""
-        return len(self._pool(pool_id).users)
+        return len(self.find_pool(pool_id).users)
 
     # ----------------------------------------------------------------------------------------
     # Identity
@@ -418,15 +365,15 @@ class Backend:
 
     def admin_user(self, body: Mapping[str, Any]) -> tuple[_Pool, _User]:
         """Resolve UserPoolId + Username (a username, alias or sub) for the admin operations."""
-        pool = self._pool(body.get("UserPoolId"))
-        return pool, self._user(pool, body.get("Username"))
+        pool = self.find_pool(body.get("UserPoolId"))
+        return pool, self.find_user(pool, body.get("Username"))
 
     # ----------------------------------------------------------------------------------------
     # The attribute operations
 
     def update_user_attributes(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """UpdateUserAttributes: token-authorised, may return CodeDeliveryDetailsList."""
-        pool, user = self.token_user(_required(body, "AccessToken"))
+        pool, user = self.token_user(required(body, "AccessToken"))
         deliveries = self._update(pool, user, body, admin=False, operation="UpdateUserAttributes")
         return {"CodeDeliveryDetailsList": deliveries} if deliveries else {}
 
@@ -438,7 +385,7 @@ class Backend:
 
     def delete_user_attributes(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """DeleteUserAttributes by token."""
-        pool, user = self.token_user(_required(body, "AccessToken"))
+        pool, user = self.token_user(required(body, "AccessToken"))
         self._delete(pool, user, body, admin=False, operation="DeleteUserAttributes")
         return {}
 
@@ -450,7 +397,7 @@ class Backend:
 
     def get_user(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """GetUser by token."""
-        _pool, user = self.token_user(_required(body, "AccessToken"))
+        _pool, user = self.token_user(required(body, "AccessToken"))
         return {
             "Username": user.username,
             "UserAttributes": [{"Name": k, "Value": v} for k, v in user.attributes.items()],
@@ -459,17 +406,17 @@ class Backend:
     def admin_get_user(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """AdminGetUser, with status, enabled flag and dates."""
         _pool, user = self.admin_user(body)
-        return self._describe(user, attributes_key="UserAttributes")
+        return self.describe(user, attributes_key="UserAttributes")
 
     def get_user_attribute_verification_code(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Send (record) a new code for email or phone_number."""
-        pool, user = self.token_user(_required(body, "AccessToken"))
-        attr = _required(body, "AttributeName")
+        pool, user = self.token_user(required(body, "AccessToken"))
+        attr = required(body, "AttributeName")
         if attr not in VERIFIABLE:
-            raise _invalid(f"user.{attr}: Attribute cannot be verified.")
+            raise invalid(f"user.{attr}: Attribute cannot be verified.")
         destination = (user.pending or {}).get(attr) or user.attributes.get(attr)
         if not destination:
-            raise _invalid(f"user.{attr}: Attribute does not have a value to verify.")
+            raise invalid(f"user.{attr}: Attribute does not have a value to verify.")
         now = self.clock()
         recent = [t for t in user.code_requests or () if now - t < 3600.0]
         if len(recent) >= self.code_requests_per_hour:
@@ -483,9 +430,9 @@ class Backend:
 
     def verify_user_attribute(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """Check a code; apply the pending value (if any) and mark the attribute verified."""
-        pool, user = self.token_user(_required(body, "AccessToken"))
-        attr = _required(body, "AttributeName")
-        code = _required(body, "Code")
+        pool, user = self.token_user(required(body, "AccessToken"))
+        attr = required(body, "AttributeName")
+        code = required(body, "Code")
         record = (user.codes or {}).get(attr)
         if record is None:
             raise ServiceError(
@@ -509,147 +456,41 @@ class Backend:
         changes: dict[str, str | None] = {}
         pending = (user.pending or {}).pop(attr, None)
         if pending is not None:
-            self._check_alias_free(pool, user.username, {attr: pending})
+            self.check_alias_free(pool, user.username, {attr: pending})
             changes[attr] = pending
         changes[f"{attr}_verified"] = "true"
         self._apply(pool, user, changes, "VerifyUserAttribute")
         return {}
 
     # ----------------------------------------------------------------------------------------
-    # The setup operations (enough for a boto3 script to prepare a pool over HTTP)
-
-    def create_user_pool(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """CreateUserPool with Schema, AutoVerifiedAttributes, UsernameAttributes, ..."""
-        custom = []
-        for item in body.get("Schema") or ():
-            name = item.get("Name", "")
-            if name in STANDARD_ATTRIBUTES:
-                continue
-            constraints = item.get("StringAttributeConstraints") or {}
-            numbers = item.get("NumberAttributeConstraints") or {}
-            custom.append(
-                CustomAttribute(
-                    name=name,
-                    type=item.get("AttributeDataType", "String"),
-                    mutable=item.get("Mutable", True),
-                    developer_only=item.get("DeveloperOnlyAttribute", False),
-                    min_length=_opt_int(constraints.get("MinLength")),
-                    max_length=_opt_int(constraints.get("MaxLength")),
-                    min_value=_opt_float(numbers.get("MinValue")),
-                    max_value=_opt_float(numbers.get("MaxValue")),
-                )
-            )
-        settings = body.get("UserAttributeUpdateSettings") or {}
-        info = self.create_pool(
-            _required(body, "PoolName"),
-            custom_attributes=custom,
-            auto_verified_attributes=body.get("AutoVerifiedAttributes") or (),
-            require_verification_before_update=settings.get(
-                "AttributesRequireVerificationBeforeUpdate"
-            )
-            or (),
-            username_attributes=body.get("UsernameAttributes") or (),
-            alias_attributes=body.get("AliasAttributes") or (),
-        )
-        pool = self.pools[info.id]
-        pool.clients.clear()  # CreateUserPool makes no client; CreateUserPoolClient does
-        return {"UserPool": {"Id": info.id, "Name": info.name, "Arn": self._arn(info.id)}}
-
-    def create_user_pool_client(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """CreateUserPoolClient (no secret)."""
-        pool = self._pool(body.get("UserPoolId"))
-        client_id = self._hex(26)
-        pool.clients[client_id] = {
-            "ClientName": _required(body, "ClientName"),
-            "ExplicitAuthFlows": list(body.get("ExplicitAuthFlows") or ()),
-        }
-        return {
-            "UserPoolClient": {
-                "UserPoolId": pool.id,
-                "ClientId": client_id,
-                **pool.clients[client_id],
-            }
-        }
-
-    def admin_create_user(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """AdminCreateUser: the user starts in FORCE_CHANGE_PASSWORD."""
-        pool = self._pool(body.get("UserPoolId"))
-        username = _required(body, "Username")
-        attrs = {a["Name"]: a.get("Value", "") for a in body.get("UserAttributes") or ()}
-        for name in attrs:
-            if self._spec(pool, name) is None:
-                raise _invalid(f"user.{name}: Attribute does not exist in the schema.")
-        self._check_alias_free(pool, None, attrs)
-        self.create_user(
-            pool.id,
-            username,
-            attrs,
-            status="FORCE_CHANGE_PASSWORD",
-            password=body.get("TemporaryPassword") or secrets.token_urlsafe(12),
-        )
-        return {"User": self._describe(pool.users[username], attributes_key="Attributes")}
-
-    def admin_set_user_password(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """AdminSetUserPassword; Permanent=true confirms the user."""
-        _pool, user = self.admin_user(body)
-        user.password = _required(body, "Password")
-        if body.get("Permanent"):
-            user.status = "CONFIRMED"
-        return {}
-
-    def admin_initiate_auth(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """AdminInitiateAuth with ADMIN_USER_PASSWORD_AUTH or ADMIN_NO_SRP_AUTH."""
-        pool = self._pool(body.get("UserPoolId"))
-        return self._password_auth(pool, body, ("ADMIN_USER_PASSWORD_AUTH", "ADMIN_NO_SRP_AUTH"))
-
-    def initiate_auth(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """InitiateAuth with USER_PASSWORD_AUTH."""
-        client_id = _required(body, "ClientId")
-        pool = next((p for p in self.pools.values() if client_id in p.clients), None)
-        if pool is None:
-            raise ServiceError(
-                "ResourceNotFoundException", f"User pool client {client_id} does not exist."
-            )
-        return self._password_auth(pool, body, ("USER_PASSWORD_AUTH",))
-
-    def list_users(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        """ListUsers with Limit, PaginationToken and a simple ``name = "value"`` Filter."""
-        pool = self._pool(body.get("UserPoolId"))
-        users: Iterable[_User] = pool.users.values()
-        flt = body.get("Filter")
-        if flt:
-            users = _filter_users(users, flt)
-        ordered = list(users)
-        start = int(body.get("PaginationToken") or 0)
-        limit = int(body.get("Limit") or 60)
-        page = ordered[start : start + limit]
-        result: dict[str, Any] = {
-            "Users": [self._describe(u, attributes_key="Attributes") for u in page]
-        }
-        if start + limit < len(ordered):
-            result["PaginationToken"] = str(start + limit)
-        return result
-
-    # ----------------------------------------------------------------------------------------
     # Internals
 
-    def _hex(self, n: int) -> str:
+    def hex_id(self, n: int) -> str:
         return "".join(self._rng.choice("0123456789abcdef") for _ in range(n))
 
-    def _arn(self, pool_id: str) -> str:
+    def arn(self, pool_id: str) -> str:
         return f"arn:aws:cognito-idp:{self.region}:123456789012:userpool/{pool_id}"
 
-    def _pool(self, pool_id: object) -> _Pool:
+    def find_pool(self, pool_id: object) -> _Pool:
         if not isinstance(pool_id, str) or not pool_id:
-            raise _null("userPoolId")
+            raise null("userPoolId")
         pool = self.pools.get(pool_id)
         if pool is None:
             raise ServiceError("ResourceNotFoundException", f"User pool {pool_id} does not exist.")
         return pool
 
-    def _user(self, pool: _Pool, username: object) -> _User:
+    def find_user(self, pool: _Pool, username: object) -> _User:
+        """The user with this username, alias or sub, or raise UserNotFoundException."""
+        user = self.find_user_or_none(pool, username)
+        if user is None:
+            raise ServiceError("UserNotFoundException", "User does not exist.")
+        return user
+
+    @staticmethod
+    def find_user_or_none(pool: _Pool, username: object) -> _User | None:
+        """The user with this username, alias or sub, or None."""
         if not isinstance(username, str) or not username:
-            raise _null("username")
+            raise null("username")
         user = pool.users.get(username)
         if user is None:
             other = pool.by_sub.get(username)
@@ -659,9 +500,11 @@ class Backend:
                     if other is not None:
                         break
             user = pool.users.get(other) if other is not None else None
-        if user is None:
-            raise ServiceError("UserNotFoundException", "User does not exist.")
         return user
+
+    def random_bits(self, n: int) -> int:
+        """``n`` random bits from the seeded generator."""
+        return self._rng.getrandbits(n)
 
     @staticmethod
     def _jti(token: object) -> str | None:
@@ -675,51 +518,61 @@ class Backend:
         return jti if isinstance(jti, str) else None
 
     @staticmethod
-    def _spec(pool: _Pool, name: str) -> tuple[bool, CustomAttribute | None] | None:
+    def spec(pool: _Pool, name: str) -> tuple[bool, CustomAttribute | None] | None:
         """(mutable, custom spec) for a known attribute name, else None."""
         if name in STANDARD_ATTRIBUTES:
-            return (name != "sub", None)
+            mutable = pool.standard_overrides.get(name, {}).get(
+                "Mutable", bool(STANDARD_SCHEMA[name]["Mutable"])
+            )
+            return (mutable, None)
         spec = pool.custom.get(name)
         if spec is None:
             return None
         return (spec.mutable, spec)
 
-    def _check_names(self, pool: _Pool, names: Iterable[str], *, admin: bool) -> None:
+    def _check_names(self, pool: _Pool, names: Iterable[str], *, admin: bool) -> dict[str, str]:
+        """Every problem with the names, by name; a client writing ``dev:`` fails at once."""
+        problems: dict[str, str] = {}
         for name in names:
-            spec = self._spec(pool, name)
+            spec = self.spec(pool, name)
             if spec is None:
-                raise _invalid(f"user.{name}: Attribute does not exist in the schema.")
+                problems[name] = "Attribute does not exist in the schema."
+                continue
             mutable, custom = spec
             if custom is not None and custom.developer_only and not admin:
                 raise ServiceError(
                     "NotAuthorizedException", "A client attempted to write unauthorized attribute"
                 )
             if not mutable:
-                raise _invalid(f"user.{name}: Attribute cannot be updated.")
+                problems[name] = "Attribute cannot be updated."
+        return problems
 
     def _update(
         self, pool: _Pool, user: _User, body: Mapping[str, Any], *, admin: bool, operation: str
     ) -> list[dict[str, str]]:
         raw = body.get("UserAttributes")
         if not isinstance(raw, list):
-            raise _null("userAttributes")
+            raise null("userAttributes")
         values: dict[str, str] = {}
         for index, item in enumerate(raw, 1):
             name = item.get("Name") if isinstance(item, dict) else None
             value = item.get("Value", "") if isinstance(item, dict) else None
             if not isinstance(name, str) or not 1 <= len(name) <= MAX_NAME_LENGTH:
-                raise _too_long(f"userAttributes.{index}.member.name", MAX_NAME_LENGTH)
+                raise too_long(f"userAttributes.{index}.member.name", MAX_NAME_LENGTH)
             if not isinstance(value, str) or len(value) > MAX_VALUE_LENGTH:
-                raise _too_long(f"userAttributes.{index}.member.value", MAX_VALUE_LENGTH)
+                raise too_long(f"userAttributes.{index}.member.value", MAX_VALUE_LENGTH)
             values[name] = value
-        self._check_names(pool, values, admin=admin)
+        problems = self._check_names(pool, values, admin=admin)
         for name, value in values.items():
             custom = pool.custom.get(name)
-            if custom is not None and value:
+            if custom is not None and value and name not in problems:
                 problem = custom.check(value)
                 if problem:
-                    raise _invalid(f"user.{name}: {problem}")
-        self._check_alias_free(pool, user.username, values)
+                    problems[name] = problem
+        if problems:
+            # Cognito names every bad attribute in one answer, one per line.
+            raise invalid_attributes(problems)
+        self.check_alias_free(pool, user.username, values)
 
         verified_now = {a for a in VERIFIABLE if admin and values.get(f"{a}_verified") == "true"}
         changes: dict[str, str | None] = {}
@@ -756,12 +609,14 @@ class Backend:
     ) -> None:
         names = body.get("UserAttributeNames")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise _null("userAttributeNames")
-        self._check_names(pool, names, admin=admin)
+            raise null("userAttributeNames")
+        problems = self._check_names(pool, names, admin=admin)
+        if problems:
+            raise invalid_attributes(problems)
         self._apply(pool, user, dict.fromkeys(names), operation)
 
     @staticmethod
-    def _check_alias_free(pool: _Pool, username: str | None, values: Mapping[str, str]) -> None:
+    def check_alias_free(pool: _Pool, username: str | None, values: Mapping[str, str]) -> None:
         for attr in pool.alias_like & set(VERIFIABLE):
             value = values.get(attr)
             if value:
@@ -797,7 +652,7 @@ class Backend:
         code = f"{self._rng.randrange(10**6):06d}"
         if user.codes is None:
             user.codes = {}
-        user.codes[attr] = _Code(code=code, expires=self.clock() + _CODE_TTL)
+        user.codes[attr] = _Code(code=code, expires=self.clock() + CODE_TTL)
         medium = "EMAIL" if attr == "email" else "SMS"
         self.sent_codes.append(
             SentCode(
@@ -815,46 +670,8 @@ class Backend:
             "AttributeName": attr,
         }
 
-    def _password_auth(
-        self, pool: _Pool, body: Mapping[str, Any], flows: tuple[str, ...]
-    ) -> dict[str, Any]:
-        flow = body.get("AuthFlow")
-        if flow not in flows:
-            raise _invalid(f"Unsupported auth flow {flow!r}; the fake supports {', '.join(flows)}.")
-        params = body.get("AuthParameters") or {}
-        client_id = body.get("ClientId")
-        if client_id not in pool.clients:
-            raise ServiceError(
-                "ResourceNotFoundException", f"User pool client {client_id} does not exist."
-            )
-        try:
-            user = self._user(pool, params.get("USERNAME"))
-        except ServiceError:
-            raise ServiceError(
-                "NotAuthorizedException", "Incorrect username or password."
-            ) from None
-        if user.password is None or params.get("PASSWORD") != user.password:
-            raise ServiceError("NotAuthorizedException", "Incorrect username or password.")
-        if user.status == "FORCE_CHANGE_PASSWORD":
-            return {
-                "ChallengeName": "NEW_PASSWORD_REQUIRED",
-                "Session": secrets.token_urlsafe(24),
-                "ChallengeParameters": {"USER_ID_FOR_SRP": user.username},
-            }
-        token = self.issue_token(pool.id, user.username, client_id=client_id)
-        return {
-            "ChallengeParameters": {},
-            "AuthenticationResult": {
-                "AccessToken": token,
-                "ExpiresIn": 3600,
-                "TokenType": "Bearer",
-                "IdToken": token,
-                "RefreshToken": secrets.token_urlsafe(48),
-            },
-        }
-
     @staticmethod
-    def _describe(user: _User, *, attributes_key: str) -> dict[str, Any]:
+    def describe(user: _User, *, attributes_key: str) -> dict[str, Any]:
         return {
             "Username": user.username,
             attributes_key: [{"Name": k, "Value": v} for k, v in user.attributes.items()],
@@ -865,35 +682,8 @@ class Backend:
         }
 
 
-def _required(body: Mapping[str, Any], key: str) -> Any:
+def required(body: Mapping[str, Any], key: str) -> Any:
     value = body.get(key)
     if value is None or value == "":
-        raise _null(key[:1].lower() + key[1:])
+        raise null(key[:1].lower() + key[1:])
     return value
-
-
-def _opt_int(value: object) -> int | None:
-    return None if value in (None, "") else int(str(value))
-
-
-def _opt_float(value: object) -> float | None:
-    return None if value in (None, "") else float(str(value))
-
-
-def _filter_users(users: Iterable[_User], expression: str) -> list[_User]:
-    name, _, rest = expression.partition(" ")
-    op, _, quoted = rest.strip().partition(" ")
-    value = quoted.strip().strip('"')
-    if op not in ("=", "^="):
-        raise _invalid(f"Invalid filter {expression!r}")
-
-    def get(user: _User) -> str:
-        if name == "username":
-            return user.username
-        if name in ("status", "cognito:user_status"):
-            return user.status
-        return user.attributes.get(name, "")
-
-    if op == "=":
-        return [u for u in users if get(u) == value]
-    return [u for u in users if get(u).startswith(value)]

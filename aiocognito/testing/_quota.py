@@ -7,25 +7,14 @@ from collections.abc import Callable, Mapping
 
 from attrs import frozen
 
-from .._operations import OPERATIONS
+from ._rules import CATEGORY, DEFAULT_QUOTAS
 
 __all__ = ["CATEGORY", "QuotaStats", "Quotas", "TokenBucket"]
 
-#: Operation -> quota category: the attribute operations as the engine paces them, plus the
-#: setup calls the fake serves.
-CATEGORY: Mapping[str, str] = {
-    **{name: op.category for name, op in OPERATIONS.items()},
-    "AdminCreateUser": "UserCreation",
-    "AdminSetUserPassword": "UserUpdate",
-    "AdminInitiateAuth": "UserAuthentication",
-    "InitiateAuth": "UserAuthentication",
-    "ListUsers": "UserList",
-    "CreateUserPool": "UserPoolUpdate",
-    "CreateUserPoolClient": "UserPoolClientUpdate",
-}
-
 #: The categories the attribute operations fall in; setup calls are not limited by default.
-DEFAULT_RATES: Mapping[str, float | None] = {"UserUpdate": 25.0, "UserRead": 120.0}
+DEFAULT_RATES: Mapping[str, float | None] = {
+    c: DEFAULT_QUOTAS[c] for c in ("UserUpdate", "UserRead")
+}
 
 
 class TokenBucket:

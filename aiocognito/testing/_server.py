@@ -32,6 +32,7 @@ from ._backend import (
 )
 from ._faults import Fault, Faults, Latency
 from ._quota import DEFAULT_RATES, Quotas, QuotaStats
+from ._setup import Setup
 
 __all__ = ["FakeCognito", "FakeStats"]
 
@@ -48,6 +49,8 @@ SIGNED_OPERATIONS = frozenset(
         "AdminSetUserPassword",
         "AdminInitiateAuth",
         "CreateUserPool",
+        "DescribeUserPool",
+        "DeleteUserPool",
         "CreateUserPoolClient",
         "ListUsers",
     }
@@ -145,13 +148,7 @@ class FakeCognito:
             "AdminGetUser": b.admin_get_user,
             "GetUserAttributeVerificationCode": b.get_user_attribute_verification_code,
             "VerifyUserAttribute": b.verify_user_attribute,
-            "CreateUserPool": b.create_user_pool,
-            "CreateUserPoolClient": b.create_user_pool_client,
-            "AdminCreateUser": b.admin_create_user,
-            "AdminSetUserPassword": b.admin_set_user_password,
-            "AdminInitiateAuth": b.admin_initiate_auth,
-            "InitiateAuth": b.initiate_auth,
-            "ListUsers": b.list_users,
+            **Setup(b).operations(),
         }
 
     # ----------------------------------------------------------------------------------------
@@ -247,6 +244,19 @@ class FakeCognito:
             and (username is None or c.username == username)
         ]
 
+    def reset(self) -> None:
+        """Forget every pool, user, token and code, and the statistics; keep the configuration.
+
+        Quota rates, faults and latency stay as configured; their counters start again.
+        """
+        self.backend.reset()
+        self._requests.clear()
+        self.faults.injected.clear()
+        old = self.quotas
+        self.quotas = Quotas(
+            old.rates, per_user_write_rps=old.per_user_write_rps, clock=self._monotonic
+        )
+
     def stats(self) -> FakeStats:
         """Requests by operation and outcome, quota state per category, faults fired."""
         return FakeStats(
@@ -279,6 +289,8 @@ class FakeCognito:
         app.router.add_get("/_fake/stats", self._control_stats)
         app.router.add_get("/_fake/users/{pool_id}/{username}", self._control_user)
         app.router.add_post("/_fake/seed", self._control_seed)
+        # The reset endpoint of moto's server mode, so suites written for moto reset the fake.
+        app.router.add_post("/moto-api/reset", self._control_reset)
         app.router.add_get("/_fake/pools/{pool_id}/attribute/{name}", self._control_attribute)
         runner = web.AppRunner(
             app,
@@ -430,6 +442,10 @@ class FakeCognito:
                 "faults_injected": stats.faults_injected,
             }
         )
+
+    async def _control_reset(self, _request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"status": "ok"})
 
     async def _control_user(self, request: web.Request) -> web.Response:
         pool_id, username = request.match_info["pool_id"], request.match_info["username"]
