@@ -705,9 +705,12 @@ class Dispatcher:
             len(carried) > 1
             and kind is RetryClass.PERMANENT
             and belongs_to_change(error)
-            # After an attempt that may have applied the whole call, sending its changes one by
-            # one could land an earlier one after a later one: the refusal goes to everyone.
-            and batch.frozen is None
+            # After an attempt that may have applied the call (a 5xx, a lost answer), Cognito
+            # refusing the very same request says the change is bad, so nothing was applied and
+            # splitting is safe, unless the refusal itself may come after applying: a code that
+            # could not be delivered. Then one by one could land an earlier change after a later
+            # one, and the refusal goes to everyone.
+            and (batch.frozen is None or error_code(error) != "CodeDeliveryFailureException")
         ):
             # Cognito applied none of it; send each change again on its own, in order, before
             # anything queued behind them.

@@ -637,3 +637,54 @@ async def connect(fake: FakeCognito, pool: PoolInfo) -> AsyncIterator[aiocognito
         aws_secret_access_key="s",
     ) as cognito:
         yield cognito
+
+
+async def test_a_refusal_after_a_lost_attempt_is_still_split() -> None:
+    """[nickname, custom:typo] merged: a 500 before Cognito looked at it, then the refusal.
+    The refusal says the call applied nothing, so the valid change goes on alone."""
+    transport = Gates()
+    refusal = aiocognito.InvalidParameterError(
+        "user.custom:typo: Attribute does not exist in the schema.", status=400
+    )
+    outage = aiocognito.InternalErrorError("Internal server error", status=500)
+    answers: list[Any] = [{}, outage]
+
+    def answer(_op: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        if answers:
+            reply = answers.pop(0)
+            if isinstance(reply, BaseException):
+                raise reply
+            return dict(reply)
+        if any(a["Name"] == "custom:typo" for a in params["UserAttributes"]):
+            raise refusal
+        return {}
+
+    transport.handler = answer
+    outcomes: dict[str, str] = {}
+    async with client(transport) as cognito:
+
+        async def update(label: str, change: dict[str, str]) -> None:
+            try:
+                await cognito.admin_update_user_attributes("alice", change)
+                outcomes[label] = "ok"
+            except aiocognito.InvalidParameterError as exc:
+                outcomes[label] = str(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(update, "first", {"website": "w"})
+            await transport.arrived[0].wait()
+            tg.start_soon(update, "nick", {"nickname": "secret-nick"})
+            tg.start_soon(update, "typo", {"custom:typo": "x"})
+            await wait_until(lambda: cognito.statistics().calls_started == 3)
+            for gate in transport.gates:
+                gate.set()
+    assert outcomes["first"] == outcomes["nick"] == "ok"
+    assert "custom:typo" in outcomes["typo"]
+    assert "nickname" not in outcomes["typo"]
+    assert [sorted(v) for v in transport.values()] == [
+        ["website"],
+        ["custom:typo", "nickname"],  # the 500
+        ["custom:typo", "nickname"],  # the same request again: refused
+        ["nickname"],  # split: one by one
+        ["custom:typo"],
+    ]
