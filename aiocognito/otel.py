@@ -24,16 +24,15 @@ bulk run, ``aiocognito.bulk_update``, carries the row counts.
 
 **Metrics** (meter ``aiocognito``):
 
-========================== ============== ===============================================
-``aiocognito.requests``    counter        attempts sent, by ``aiocognito.category`` and
-                                          ``rpc.method``
-``aiocognito.throttles``   counter        attempts answered with a throttle, likewise
-``aiocognito.call.duration`` histogram (s) public calls, by ``rpc.method`` and ``error.type``
-``aiocognito.rate.allowed`` gauge (1/s)   the allowed rate per category
-``aiocognito.queue.length`` gauge         callers waiting for quota, per category
-``aiocognito.in_flight``   gauge          requests on the wire
-``aiocognito.lanes.active`` gauge         users with changes queued or in flight
-========================== ============== ===============================================
+* ``aiocognito.requests`` (observable counter): attempts sent, by ``aiocognito.category`` and
+  ``rpc.method``;
+* ``aiocognito.throttles`` (observable counter): attempts answered with a throttle, likewise;
+* ``aiocognito.call.duration`` (histogram, seconds): public calls, by ``rpc.method`` and
+  ``error.type``;
+* ``aiocognito.rate.allowed`` (gauge, requests/s): the allowed rate per category;
+* ``aiocognito.queue.length`` (gauge): callers waiting for quota, per category;
+* ``aiocognito.in_flight`` (gauge): requests on the wire;
+* ``aiocognito.lanes.active`` (gauge): users with changes queued or in flight.
 
 Several clients on one meter provider share the instruments; the gauges add their figures up
 (the allowed rate is reported once per category, since clients on one account share it).
@@ -51,6 +50,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
+from ._client import ClientState
 from ._errors import DeadlineExceededError, QuotaDeadlineError, error_code
 from ._operations import OPERATIONS
 from ._requests import request_id
@@ -90,11 +90,19 @@ class _Meters:
     def __init__(self, provider: MeterProvider) -> None:
         meter = provider.get_meter(_SCOPE, __version__)
         self.clients: weakref.WeakSet[CognitoClient] = weakref.WeakSet()
-        self.requests = meter.create_counter(
-            "aiocognito.requests", unit="{request}", description="Attempts sent to Cognito."
+        # Attempts are counted in plain dicts and read by the SDK when it collects: an SDK
+        # counter's add() per attempt cost more than the rest of the instrumentation together.
+        self.sent: dict[str, int] = {}
+        self.throttled: dict[str, int] = {}
+        meter.create_observable_counter(
+            "aiocognito.requests",
+            callbacks=[self._sent],
+            unit="{request}",
+            description="Attempts sent to Cognito.",
         )
-        self.throttles = meter.create_counter(
+        meter.create_observable_counter(
             "aiocognito.throttles",
+            callbacks=[self._throttled],
             unit="{request}",
             description="Attempts Cognito answered with TooManyRequestsException.",
         )
@@ -128,10 +136,24 @@ class _Meters:
             description="Users with changes queued or in flight.",
         )
 
+    @staticmethod
+    def _by_operation(counts: dict[str, int]) -> Iterable[Observation]:
+        for operation, count in list(counts.items()):
+            attributes = {"aiocognito.category": OPERATIONS[operation].category}
+            yield Observation(count, {**attributes, "rpc.method": operation})
+
+    def _sent(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_operation(self.sent)
+
+    def _throttled(self, options: CallbackOptions) -> Iterable[Observation]:
+        return self._by_operation(self.throttled)
+
     def _categories(self) -> dict[int, RateLimiter]:
         # Clients on one account share a limiter per category: report each limiter once.
         seen: dict[int, RateLimiter] = {}
         for client in list(self.clients):
+            if client.state is not ClientState.OPEN:
+                continue  # a closed client's share of the quota is nobody's business now
             for limiter in client._limiters.values():
                 seen[id(limiter)] = limiter
         return seen
@@ -172,11 +194,6 @@ class Instruments:
     ) -> None:
         self._tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
         self._meters = _meters_for(meter_provider or metrics.get_meter_provider())
-        # Attribute sets are built once per operation, not once per attempt.
-        self._attempt_attributes = {
-            name: {"aiocognito.category": op.category, "rpc.method": name}
-            for name, op in OPERATIONS.items()
-        }
         self._region: str | None = None
 
     def attach(self, client: CognitoClient, region: str | None) -> None:
@@ -186,10 +203,11 @@ class Instruments:
 
     def on_attempt(self, operation: str, throttled: bool) -> None:
         """An attempt landed: count it, and the throttle if it was one."""
-        attributes = self._attempt_attributes[operation]
-        self._meters.requests.add(1, attributes)
+        sent = self._meters.sent
+        sent[operation] = sent.get(operation, 0) + 1
         if throttled:
-            self._meters.throttles.add(1, attributes)
+            counts = self._meters.throttled
+            counts[operation] = counts.get(operation, 0) + 1
 
     def call_started(self, operation: str) -> tuple[Span, float]:
         """Open the span of one public call."""

@@ -6,7 +6,10 @@ figures are checked against what the fake transport saw, not against the engine'
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -25,6 +28,7 @@ from tests.fakes import FakeTransport
 from tests.test_engine import FAST_RETRY, UNLIMITED, GatedTransport, jwt, wait_until
 
 POOL = "eu-west-1_AbC"
+ROOT = Path(__file__).resolve().parent.parent
 TOKEN = jwt("u-1")
 
 
@@ -283,7 +287,7 @@ async def test_gauges_show_the_engine_while_a_call_is_in_flight(telemetry: Telem
         assert telemetry.total("aiocognito.in_flight") == 0
         assert telemetry.total("aiocognito.lanes.active") == 0
     # A closed client drops out of the gauges.
-    assert telemetry.total("aiocognito.in_flight") == 0
+    assert telemetry.points("aiocognito.rate.allowed") == []
 
 
 async def test_instrument_true_uses_the_global_providers() -> None:
@@ -301,8 +305,24 @@ async def test_instrument_true_uses_the_global_providers() -> None:
 def test_without_the_extra_instrument_true_says_what_to_install(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import sys
-
     monkeypatch.setitem(sys.modules, "aiocognito.otel", None)  # as if opentelemetry were absent
     with pytest.raises(aiocognito.ConfigurationError, match=r"aiocognito\[otel\]"):
         aiocognito.CognitoClient(region_name="eu-west-1", instrument=True)
+
+
+def test_off_means_not_even_imported() -> None:
+    code = (
+        "import sys, asyncio, aiocognito\n"
+        "from aiocognito._client import client_over\n"
+        "from tests.fakes import FakeTransport\n"
+        "async def main():\n"
+        "    async with client_over(FakeTransport(), region_name='eu-west-1') as c:\n"
+        "        await c.delete_user_attributes('a.b.c', ['nickname'])\n"
+        "asyncio.run(main())\n"
+        "names = ('opentelemetry', 'aiocognito.otel')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(names)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.strip() == "[]"
