@@ -40,7 +40,7 @@ import contextlib
 import math
 from collections.abc import AsyncIterable, Hashable, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 import anyio.abc
@@ -67,6 +67,11 @@ from ._models import AttributeUpdate, BadRow, UpdateOutcome, UpdateResult
 from ._requests import request_id, update_request
 from ._retry import RetryClass, classify
 from ._validate import check_user_pool_id
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from .otel import Instruments
 
 __all__ = ["BulkStatistics", "BulkUpdate"]
 
@@ -151,8 +156,11 @@ class BulkUpdate:
         max_share: float | None,
         timeout: float | None,
         retry: RetryPolicy | None = None,
+        instruments: Instruments | None = None,
     ) -> None:
         self._dispatcher = dispatcher
+        self._instruments = instruments
+        self._span: Span | None = None
         self._source = source
         self._default_pool = default_pool
         self._journal_path = journal
@@ -189,6 +197,20 @@ class BulkUpdate:
     # Lifecycle
 
     async def __aenter__(self) -> Self:
+        if self._instruments is not None:
+            self._span = self._instruments.bulk_started()
+        try:
+            return await self._enter()
+        except BaseException as exc:
+            self._end_span(exc)
+            raise
+
+    def _end_span(self, error: BaseException | None) -> None:
+        span, self._span = self._span, None
+        if span is not None and self._instruments is not None:
+            self._instruments.bulk_ended(span, self.statistics(), error)
+
+    async def _enter(self) -> Self:
         if self._journal_path is not None:
             journal = Journal(self._journal_path, key=self._journal_key, input_id=self._input_id)
             try:
@@ -212,6 +234,7 @@ class BulkUpdate:
         tb: TracebackType | None,
     ) -> bool | None:
         task_group, self._task_group = self._task_group, None
+        error: BaseException | None = exc
         try:
             if task_group is not None:
                 task_group.cancel_scope.cancel()  # leaving early cancels the work
@@ -229,7 +252,11 @@ class BulkUpdate:
                     if len(real) == 1:
                         raise real[0] from None
                     raise
+        except BaseException as raised:
+            error = raised
+            raise
         finally:
+            self._end_span(error)
             if self._receive is not None:
                 self._receive.close()
             if self._journal is not None:

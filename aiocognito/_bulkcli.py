@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import math
 import os
 import shlex
@@ -19,7 +20,7 @@ import sqlite3
 import stat
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import IO, Any
 
 import anyio
@@ -46,7 +47,9 @@ class UpdateSettings:
     journal: str | None = None
     results: str | None = None
     failures: str | None = None
-    progress: str = "auto"  # auto, rich, plain or none
+    progress: str = "auto"  # auto, rich, plain, json or none
+    log_level: str = "warning"  # of the aiocognito logger: debug, info or warning
+    log_format: str = "text"  # text or json, for the log records and (off a terminal) progress
     command: Sequence[str] = ()  # how the user ran us, for the resume hint
     credentials: dict[str, str] = attrs.field(factory=dict)  # tests and the demo only
 
@@ -299,16 +302,26 @@ def _csv_line(cells: Sequence[str]) -> str:
 # Progress
 
 
-class _Progress:
-    """A rich progress bar on a terminal; plain periodic lines otherwise."""
+#: Seconds between plain or JSON progress records.
+PROGRESS_EVERY = 5.0
 
-    def __init__(self, mode: str, total: int, quota: float | None, out: IO[str]) -> None:
+
+class _Progress:
+    """A rich progress bar on a terminal; plain (or JSON) periodic records otherwise."""
+
+    def __init__(
+        self, mode: str, total: int, quota: float | None, out: IO[str], *, log_format: str = "text"
+    ) -> None:
         self.total, self.quota, self.out = total, quota, out
         self.started = time.monotonic()
         self._last_plain = 0.0
         self._rich: Any = None
         if mode == "auto":
-            mode = "rich" if out.isatty() and _has_rich() else "plain"
+            if out.isatty():
+                mode = "rich" if _has_rich() else "plain"
+            else:
+                # Off a terminal (a job scheduler collecting logs), records in the log format.
+                mode = "json" if log_format == "json" else "plain"
         self.mode = mode
         if mode == "rich":
             from rich.console import Console
@@ -328,7 +341,9 @@ class _Progress:
             self._task = self._rich.add_task("update", total=total, rate="", counts="")
             self._rich.start()
 
-    def update(self, bulk: aiocognito.BulkUpdate, client: aiocognito.CognitoClient) -> None:
+    def update(
+        self, bulk: aiocognito.BulkUpdate, client: aiocognito.CognitoClient, *, final: bool = False
+    ) -> None:
         rows = bulk.statistics()
         stats = client.statistics()
         elapsed = max(time.monotonic() - self.started, 1e-9)
@@ -344,9 +359,17 @@ class _Progress:
                 rate=f"{rate:.1f} req/s{share}",
                 counts=counts,
             )
+        elif self.mode == "json":
+            now = time.monotonic()
+            if final or now - self._last_plain >= PROGRESS_EVERY:
+                self._last_plain = now
+                record = progress_record(
+                    rows, stats, total=self.total, elapsed=elapsed, quota=quota, final=final
+                )
+                print(json.dumps(record), file=self.out, flush=True)
         elif self.mode == "plain":
             now = time.monotonic()
-            if now - self._last_plain >= 5.0:
+            if now - self._last_plain >= PROGRESS_EVERY:
                 self._last_plain = now
                 left = self.total - rows.rows_done
                 eta = f", about {left / rate:.0f} s left" if rate > 0 and left > 0 else ""
@@ -360,6 +383,95 @@ class _Progress:
     def close(self) -> None:
         if self._rich is not None:
             self._rich.stop()
+
+
+def progress_record(
+    rows: aiocognito.BulkStatistics,
+    stats: aiocognito.ClientStatistics,
+    *,
+    total: int,
+    elapsed: float,
+    quota: float | None,
+    final: bool = False,
+) -> dict[str, Any]:
+    """One JSON progress record: the summary's figures so far (no user, value or token)."""
+    admitted = stats.requests_sent - stats.throttled
+    rate = admitted / elapsed if elapsed > 0 else 0.0
+    left = max(total - rows.rows_done, 0)
+    known_quota = quota is not None and math.isfinite(quota) and quota > 0
+    return {
+        "time": _utc_now(),
+        "level": "info",
+        "event": "done" if final else "progress",
+        "rows_total": total,
+        "rows_done": rows.rows_done,
+        "ok": rows.ok,
+        "failed": rows.failed,
+        "skipped": rows.skipped,
+        "merged": rows.merged,
+        "requests_sent": stats.requests_sent,
+        "throttled": stats.throttled,
+        "retries": stats.retries,
+        "rate": round(rate, 2),
+        "quota": quota,
+        "quota_share": round(rate / quota, 4) if known_quota and quota else None,
+        "eta_s": round(left / rate, 1) if rate > 0 and left else (0.0 if not left else None),
+        "elapsed_s": round(elapsed, 1),
+    }
+
+
+def _utc_now() -> str:
+    now = time.time()
+    return _utc(now, int(now * 1000) % 1000)
+
+
+def _utc(seconds: float, millis: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+
+
+# Attributes every LogRecord has: the rest are the fields a record was given (extra=...).
+_STANDARD_RECORD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per record: time, level, logger, message and the record's own fields.
+
+    Exception text is left out on purpose: a chained cause may be a third party's, and its
+    message may repeat what the request carried. Only the exception's type is given.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": _utc(record.created, int(record.msecs)),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD_RECORD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["error"] = record.exc_info[0].__name__
+        return json.dumps(entry, default=str)
+
+
+@contextlib.contextmanager
+def log_to(err: IO[str], level: str, log_format: str) -> Iterator[None]:
+    """Send the ``aiocognito`` logger's records at ``level`` and above to ``err`` while inside."""
+    logger = logging.getLogger("aiocognito")
+    handler = logging.StreamHandler(err)
+    if log_format == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = logger.level
+    logger.setLevel(level.upper())
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)
 
 
 def _has_rich() -> bool:
@@ -429,8 +541,20 @@ async def run_update(
     earlier one), 2 a refused or fatally stopped run, 130 interrupted. Progress, the summary
     and hints go to ``out``; errors and interrupt notices to ``err`` (stderr by default).
     ``on_outcome`` is called after each row is written (the tests use it to stop a run).
+    The ``aiocognito`` logger's records at ``settings.log_level`` go to ``err`` as well, in
+    ``settings.log_format``.
     """
     err = err if err is not None else sys.stderr
+    with log_to(err, settings.log_level, settings.log_format):
+        return await _run_update(settings, out, err, on_outcome)
+
+
+async def _run_update(
+    settings: UpdateSettings,
+    out: IO[str],
+    err: IO[str],
+    on_outcome: Callable[[aiocognito.BulkUpdate, aiocognito.UpdateOutcome], None] | None,
+) -> int:
     prepared = _prepare(settings, err)
     if isinstance(prepared, int):
         return prepared
@@ -455,7 +579,9 @@ async def run_update(
             async with bulk:
                 # The journal has accepted this run: only now may the earlier reports go.
                 outputs = _Outputs(settings, reader.header)
-                progress = _Progress(settings.progress, total, settings.rps, out)
+                progress = _Progress(
+                    settings.progress, total, settings.rps, out, log_format=settings.log_format
+                )
                 stop_signals = _install_sigint(bulk, outputs, err)
                 try:
                     fatal = await _consume(bulk, cognito, progress, outputs, tally, on_outcome)
@@ -464,7 +590,7 @@ async def run_update(
                 if fatal is not None:
                     raise fatal
                 interrupted = bulk.stopped
-            progress.update(bulk, cognito)
+            progress.update(bulk, cognito, final=True)
             stats, rows = cognito.statistics(), bulk.statistics()
         progress.close()
         outputs.close()

@@ -5,15 +5,16 @@ from __future__ import annotations
 import enum
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import anyio
 from attrs import frozen
 
+from . import _log
 from ._bulk import BulkUpdate
 from ._config import Limits, RetryPolicy
-from ._dispatch import Dispatcher
-from ._errors import ClientClosedError
+from ._dispatch import Dispatcher, Job
+from ._errors import ClientClosedError, ConfigurationError
 from ._limits import CategoryStatistics, Priority, RateLimiter, shared_limiter
 from ._models import AttributeUpdate, BadRow, CodeDelivery, UpdateResult, User
 from ._operations import OPERATIONS
@@ -31,6 +32,9 @@ from ._validate import (
     normalize_attributes,
 )
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from .otel import Instruments
 
 __all__ = ["ClientState", "ClientStatistics", "CognitoClient"]
 
@@ -102,6 +106,12 @@ class CognitoClient:
         profile_name: A named profile from the AWS config files.
         connect_timeout: Seconds to wait for a connection.
         read_timeout: Seconds to wait for an answer on an open connection.
+        instrument: Emit OpenTelemetry spans and metrics through the global providers (needs
+            the ``aiocognito[otel]`` extra); see :mod:`aiocognito.otel`, whose
+            :func:`~aiocognito.otel.instrument` also takes providers of your own.
+
+    Raises:
+        ConfigurationError: ``instrument=True`` without opentelemetry-api installed.
     """
 
     def __init__(
@@ -118,6 +128,7 @@ class CognitoClient:
         profile_name: str | None = None,
         connect_timeout: float = 5.0,
         read_timeout: float = 15.0,
+        instrument: bool = False,
     ) -> None:
         if user_pool_id is not None:
             check_user_pool_id(user_pool_id)
@@ -145,6 +156,28 @@ class CognitoClient:
         self._calls_started = 0
         self._calls_succeeded = 0
         self._calls_failed = 0
+        self._instruments: Instruments | None = None
+        if instrument:
+            try:
+                # An optional extra: imported only when asked for, so it costs nothing otherwise.
+                from .otel import instrument as otel_instrument  # noqa: PLC0415
+            except ImportError as exc:
+                raise ConfigurationError(
+                    "instrument=True needs OpenTelemetry: pip install 'aiocognito[otel]'"
+                ) from exc
+            otel_instrument(self)
+
+    def _set_instruments(self, instruments: Instruments) -> None:
+        self._instruments = instruments
+        instruments.attach(self, self._region_name)
+        if self._dispatcher is not None:
+            self._dispatcher.on_attempt = instruments.on_attempt
+
+    def _engine_figure(self, name: str) -> int:
+        """One of the engine's live figures (``in_flight``, ``active_lanes``); 0 when closed."""
+        if self._dispatcher is None or self._state is not ClientState.OPEN:
+            return 0
+        return int(getattr(self._dispatcher.statistics(), name))
 
     # ----------------------------------------------------------------------------------------
     # Lifecycle
@@ -168,10 +201,14 @@ class CognitoClient:
                 ("UserRead", limits.user_read_rps),
             )
         }
+        for limiter in self._limiters.values():
+            limiter.on_rate_change = _log.rate_changed  # shared limiters: the same hook
         await self._transport.open()
         self._dispatcher = Dispatcher(
             self._transport, limits=limits, retry=self.retry, limiters=self._limiters
         )
+        if self._instruments is not None:
+            self._dispatcher.on_attempt = self._instruments.on_attempt
         self._state = ClientState.OPEN
         return self
 
@@ -554,6 +591,7 @@ class CognitoClient:
             max_share=max_share,
             timeout=timeout,
             retry=retry,
+            instruments=self._instruments,
         )
 
     # ----------------------------------------------------------------------------------------
@@ -593,12 +631,31 @@ class CognitoClient:
             retry=retry,
             priority=Priority.INTERACTIVE,
         )
+        instruments = self._instruments
+        if instruments is not None:
+            return await self._traced(instruments, dispatcher, job)
         try:
             result = await dispatcher.run(job)
         except BaseException:
             self._calls_failed += 1
             raise
         self._calls_succeeded += 1
+        return result
+
+    async def _traced(
+        self, instruments: Instruments, dispatcher: Dispatcher, job: Job
+    ) -> dict[str, Any]:
+        """:meth:`_call`'s last step, inside the call's span."""
+        started = instruments.call_started(job.operation)
+        try:
+            with instruments.current(started):
+                result = await dispatcher.run(job)
+        except BaseException as exc:
+            self._calls_failed += 1
+            instruments.call_ended(started, job, None, exc)
+            raise
+        self._calls_succeeded += 1
+        instruments.call_ended(started, job, result, None)
         return result
 
 

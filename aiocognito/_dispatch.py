@@ -67,6 +67,7 @@ import anyio
 import anyio.lowlevel
 from attrs import define, field, frozen
 
+from . import _log
 from ._config import Limits, RetryPolicy
 from ._errors import (
     AiocognitoError,
@@ -251,6 +252,10 @@ class Job:
     abandoned: bool = False
     #: Split out of a refused merged call: sent on its own.
     solo: bool = False
+    #: Attempts carrying this change that came back throttled.
+    throttles: int = 0
+    #: Seconds this change waited for its category's quota, over all its attempts.
+    quota_wait: float = 0.0
     # Created only when the caller has to wait: most calls find their lane idle.
     wake: asyncio.Event | None = None
 
@@ -274,6 +279,9 @@ class _Flight:
 
     jobs: list[Job]
     request: tuple[dict[str, Any], tuple[str, ...]] | None = field(default=None, repr=False)
+    #: Which attempt of its call this is, and when it left (``time.perf_counter``).
+    attempt: int = 1
+    started: float = 0.0
     task: asyncio.Task[dict[str, Any]] | None = None
     done: asyncio.Event = field(factory=asyncio.Event)
     result: dict[str, Any] | None = field(default=None, repr=False)
@@ -336,6 +344,8 @@ class Dispatcher:
         self.retries = 0
         self.throttled = 0
         self.errors_by_code: dict[str, int] = {}
+        #: Told (operation, throttled) as each attempt lands; the client's metrics hook.
+        self.on_attempt: Callable[[str, bool], None] | None = None
 
     # ----------------------------------------------------------------------------------------
     # Statistics
@@ -597,8 +607,13 @@ class Dispatcher:
         limiter = self._limiters.get(OPERATIONS[first.operation].category)
         share = None if priority is Priority.INTERACTIVE else first.share
         if limiter is not None:
+            asked = self._clock()
             try:
                 await limiter.acquire(priority, deadline=deadline, share=share)
+                waited = self._clock() - asked
+                if waited > 0:
+                    for job in live:
+                        job.quota_wait += waited
             except QuotaDeadlineError as exc:  # refused before sending: nothing was applied
                 self._count_error(exc)
                 for job in live:
@@ -632,7 +647,9 @@ class Dispatcher:
             self.retries += 1
         for job in carried:
             job.sent = True
-        flight = batch.flight = _Flight(carried)
+        flight = batch.flight = _Flight(
+            carried, attempt=batch.attempts, started=time.perf_counter()
+        )
         flight.request = (params, secrets)
         task = flight.task = asyncio.get_running_loop().create_task(
             self._transport.call(first.operation, params, secrets=secrets)
@@ -665,6 +682,7 @@ class Dispatcher:
             else:
                 flight.error = error
         error = flight.error
+        throttled = False
         if error is None:
             if limiter is not None:
                 limiter.record(throttled=False)
@@ -672,9 +690,16 @@ class Dispatcher:
             kind = classify(error) if isinstance(error, AiocognitoError) else RetryClass.PERMANENT
             if kind is RetryClass.THROTTLE and isinstance(error, CognitoError):
                 self.throttled += 1
+                throttled = True
+                for job in flight.jobs:
+                    job.throttles += 1
             if limiter is not None and isinstance(error, CognitoError) and error.status is not None:
                 limiter.record(throttled=kind is RetryClass.THROTTLE)
             self._count_error(error)
+        if self.on_attempt is not None:
+            self.on_attempt(flight.jobs[0].operation, throttled)
+        if _log.debug_enabled():
+            _log_attempt(flight)
         flight.done.set()
         self._advance(lane)  # nobody may be driving: the lane must not stall
         self._note_idle()
@@ -734,6 +759,14 @@ class Dispatcher:
             )
         )
         if delay is None:
+            if kind is RetryClass.THROTTLE:
+                _log.retries_exhausted(
+                    live[0].operation,
+                    batch.attempts,
+                    request_id=getattr(error, "request_id", None),
+                    merged=len(carried),
+                    secrets=flight.request[1] if flight.request else _request(carried)[1],
+                )
             self.calls_saved += len(carried) - 1
             for job in live:
                 job.batch = carried
@@ -760,6 +793,30 @@ def _request(jobs: list[Job]) -> tuple[dict[str, Any], tuple[str, ...]]:
         "UserAttributes": [{"Name": k, "Value": v} for k, v in merged.items()],
     }
     return params, tuple(dict.fromkeys(s for job in jobs for s in job.secrets))
+
+
+def _log_attempt(flight: _Flight) -> None:
+    """One DEBUG record for a landed attempt: no token, value or metadata, only what happened."""
+    error = flight.error
+    status: int | None
+    if error is None:
+        metadata = (flight.result or {}).get("ResponseMetadata") or {}
+        status, code = metadata.get("HTTPStatusCode", 200), None
+        request_id = metadata.get("RequestId")
+    else:
+        status = getattr(error, "status", None)
+        code = error_code(error)
+        request_id = getattr(error, "request_id", None)
+    _log.attempt(
+        flight.jobs[0].operation,
+        flight.attempt,
+        status=status,
+        code=code,
+        latency=time.perf_counter() - flight.started,
+        request_id=request_id,
+        merged=len(flight.jobs),
+        secrets=flight.request[1] if flight.request else _request(flight.jobs)[1],
+    )
 
 
 def _to_loop_time(deadline: float, clock: Callable[[], float]) -> float:

@@ -124,6 +124,12 @@ class _AdaptiveRate:
         self.window_start = now
         self.window_sent = 0
         self.window_throttled = 0
+        #: Told (reason, old rate, new rate, throttled fraction) when a decision moves the rate.
+        self.on_change: Callable[[str, float, float, float], None] | None = None
+
+    def _changed(self, reason: str, old: float, now: float, fraction: float) -> None:
+        if self.on_change is not None:
+            self.on_change(reason, old, self.rate(now), fraction)
 
     def rate(self, now: float) -> float:
         if self.cut_at is None:
@@ -175,6 +181,7 @@ class _AdaptiveRate:
                     slow_start,
                 )
                 self.tolerance = min(NOISE_MAX, max(self.tolerance, fraction * 1.25))
+                self._changed("undo", current, now, fraction)
                 return
             self.cuts += 1  # still heavily throttled: the cut was not deep enough; cut again
 
@@ -186,15 +193,18 @@ class _AdaptiveRate:
             # If the quota throttled us, what got through is the quota: aim back at that.
             # Leaving slow start, the last doubling overshot: cut at least by half.
             beta = SLOW_START_BETA if self.slow_start else BETA
+            reason = "slow_start_end" if self.slow_start else "cut"
             self.slow_start = False
             self.w_max = max(MIN_RATE, min(current, admitted_rate))
             self.base = max(MIN_RATE, min(current * beta, admitted_rate * CUT_MARGIN))
             self.cut_at = now
+            self._changed(reason, current, now, fraction)
             return
 
         if self.slow_start and thr == 0 and sent / elapsed >= 0.8 * current:
             self.base = current * SLOW_START_GROWTH
             self.w_max = self.base
+            self._changed("slow_start", current, now, fraction)
 
 
 class _Bucket:
@@ -261,6 +271,14 @@ class RateLimiter:
         self._queues: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
         self._sent = 0
         self._throttled = 0
+        #: Told (category, reason, old rate, new rate, throttled fraction) when the rate moves;
+        #: the client points it at the ``aiocognito`` logger.
+        self.on_rate_change: Callable[[str, str, float, float, float], None] | None = None
+        self._rate.on_change = self._rate_changed
+
+    def _rate_changed(self, reason: str, old: float, new: float, fraction: float) -> None:
+        if self.on_rate_change is not None:
+            self.on_rate_change(self.category, reason, old, new, fraction)
 
     # -- configuration shared between clients ------------------------------------------------
 

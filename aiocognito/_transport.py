@@ -32,6 +32,7 @@ import botocore.useragent
 from aiobotocore.config import AioConfig
 from botocore import UNSIGNED
 
+from . import _log
 from ._errors import (
     AiocognitoError,
     AttributeValidationError,
@@ -86,10 +87,15 @@ _CALL_SECRETS: contextvars.ContextVar[Sequence[str] | None] = contextvars.Contex
 
 
 class _RedactingFilter(logging.Filter):
-    """Redacts bodies and secrets from botocore's records while an aiocognito call runs."""
+    """Redacts bodies and secrets from botocore's records while an aiocognito call runs.
+
+    On the ``aiocognito`` logger, a record names the call's secrets itself (engine records are
+    written outside the call's context); they are taken off the record here, so no handler or
+    formatter ever sees them.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        secrets = _CALL_SECRETS.get()
+        secrets = record.__dict__.pop(_log.SECRETS_ATTRIBUTE, None) or _CALL_SECRETS.get()
         if secrets is None:
             return True
         template = str(record.msg)
@@ -111,11 +117,13 @@ class _RedactingFilter(logging.Filter):
 
 
 _FILTER = _RedactingFilter()
+# Our own records pass through it from the start, whatever transport the client uses.
+_log.logger.addFilter(_FILTER)
 
 
 def _install_log_filter() -> None:
     """Attach the redacting filter to every botocore/aiobotocore logger that exists now."""
-    names = ["botocore", "aiobotocore"] + [
+    names = ["aiocognito", "botocore", "aiobotocore"] + [
         name
         for name in logging.root.manager.loggerDict
         if name.startswith(("botocore.", "aiobotocore."))

@@ -72,7 +72,25 @@ def _parser() -> argparse.ArgumentParser:
         help="failed rows, as valid input; default: INPUT's name + .failures.jsonl",
     )
     update.add_argument("--dry-run", action="store_true", help="check the file offline")
-    update.add_argument("--progress", choices=("auto", "rich", "plain", "none"), default="auto")
+    update.add_argument(
+        "--progress",
+        choices=("auto", "rich", "plain", "json", "none"),
+        default="auto",
+        help="auto: a bar on a terminal; otherwise a record every 5 s, JSON with --log-format json",
+    )
+    update.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning"),
+        default="warning",
+        help="the aiocognito logger on stderr: debug (every attempt), info (rate changes), "
+        "warning (retries exhausted, fallbacks; the default)",
+    )
+    update.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="json: one object per line for log collectors, progress records included",
+    )
 
     demo = commands.add_parser(
         "demo", help="a bulk run against the built-in fake Cognito (no AWS account)"
@@ -113,6 +131,8 @@ def _update(
         results=args.results,
         failures=args.failures,
         progress=args.progress,
+        log_level=args.log_level,
+        log_format=args.log_format,
         command=["aiocognito", *(sys.argv[1:] if argv is None else argv)],
     )
     if args.dry_run:

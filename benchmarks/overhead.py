@@ -15,6 +15,10 @@ Admin updates (SigV4-signed), as in the other scenarios:
 Token updates (unsigned), the operation the library is built around:
   aiocognito-token  CognitoClient.update_user_attributes
   raw-legacy-token  aiobotocore with signature_version=UNSIGNED
+With instrumentation on (needs the otel and test extras): OpenTelemetry spans and metrics to
+the SDK's in-memory exporter (through SimpleSpanProcessor) and metric reader:
+  aiocognito-otel        the admin call, instrumented
+  aiocognito-otel-token  the token call, instrumented
 
     python -m benchmarks.overhead [--calls 4000] [--runs 3] [--json out.json]
 """
@@ -40,8 +44,14 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore import UNSIGNED
 from botocore.config import Config
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import aiocognito
+import aiocognito.otel
 from benchmarks._common import (
     CONCURRENCY,
     KEYS,
@@ -66,8 +76,11 @@ WIRE_ATTRS = [{"Name": k, "Value": v} for k, v in ATTRS.items()]
 
 CONTENDERS = [
     "aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads",
-    "aiocognito-token", "raw-legacy-token",
+    "aiocognito-token", "raw-legacy-token", "aiocognito-otel", "aiocognito-otel-token",
 ]  # fmt: skip
+# Instrumented contenders are also compared with the same call uninstrumented: the target is
+# set against that.
+UNINSTRUMENTED = {"aiocognito-otel": "aiocognito", "aiocognito-otel-token": "aiocognito-token"}
 # Each contender's CPU is also given as a ratio against raw aiobotocore's default (legacy
 # retries) making the same kind of call: the target is set against that.
 BASELINE = {"token": "raw-legacy-token", "admin": "raw-legacy"}
@@ -140,7 +153,7 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
 
             cpu, wall = await _drive(call, calls)
     else:
-        async with aiocognito.CognitoClient(
+        client = aiocognito.CognitoClient(
             region_name="eu-west-1",
             user_pool_id=POOL,
             endpoint_url=url,
@@ -149,7 +162,10 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
                 max_concurrency=CONCURRENCY, user_update_rps=None, adaptive=False
             ),
             **KEYS,  # type: ignore[arg-type]
-        ) as cognito:
+        )
+        if contender.startswith("aiocognito-otel"):
+            _instrument(client)
+        async with client as cognito:
             if token:
 
                 async def call(i: int) -> Any:
@@ -161,6 +177,16 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
 
             cpu, wall = await _drive(call, calls)
     return {"cpu_us_per_call": cpu / calls * 1e6, "calls_per_s": calls / wall}
+
+
+def _instrument(client: aiocognito.CognitoClient) -> None:
+    """Spans and metrics into the SDK's in-memory exporter and reader."""
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
+    aiocognito.otel.instrument(
+        client, tracer_provider=tracer_provider, meter_provider=meter_provider
+    )
 
 
 def _free_port() -> int:
@@ -213,8 +239,16 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
             f"| {contender} | {kind} | {m['cpu_us_per_call']:.0f} | {m['calls_per_s']:.0f} | "
             f"{ratio} |"
         )
+    for contender, plain in UNINSTRUMENTED.items():
+        if contender in med and plain in med:
+            on, off = med[contender]["cpu_us_per_call"], med[plain]["cpu_us_per_call"]
+            lines += [
+                "",
+                f"{contender} against {plain} (instrumentation on against off): CPU per call "
+                f"{on / off:.2f}x.",
+            ]
     # The best peer for the admin call: the one with the least CPU per call.
-    peers = [c for c in med if _kind(c) == "admin" and c != "aiocognito"]
+    peers = [c for c in med if _kind(c) == "admin" and not c.startswith("aiocognito")]
     if "aiocognito" in med and peers:
         best = min(peers, key=lambda c: med[c]["cpu_us_per_call"])
         ours, theirs = med["aiocognito"], med[best]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -106,3 +107,21 @@ def test_quickstart_example_runs_against_embedded_moto() -> None:
     assert "alice set custom:tier and given_name" in result.stdout
     assert "refused before sending" in result.stdout
     assert "service error: UserNotFoundException (UserNotFoundError)" in result.stdout
+
+
+async def test_observability_example(caplog: pytest.LogCaptureFixture) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    example = load("observability")
+    caplog.set_level(logging.INFO, logger="aiocognito")
+    spans, reader = InMemorySpanExporter(), InMemoryMetricReader()
+    stats = await example.watch(rows=150, quota=40.0, span_exporter=spans, metric_reader=reader)
+    names = [s.name for s in spans.get_finished_spans()]
+    assert names == ["CognitoIdentityProvider/AdminUpdateUserAttributes"] * 3 + [
+        "aiocognito.bulk_update"
+    ]
+    assert stats.throttled > 0  # the fake's quota is half what the client was told
+    cuts = [r for r in caplog.records if getattr(r, "event", None) == "rate_change"]
+    assert cuts
+    assert cuts[0].reason == "cut"  # type: ignore[attr-defined]
