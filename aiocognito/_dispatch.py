@@ -290,13 +290,15 @@ class Dispatcher:
         deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
         limiter = self._limiters.get(CATEGORY.get(first.operation, ""))
         attempts = 0
+        admitted_at = 0.0  # when the limiter let the latest attempt go: its round trip starts
 
         async def attempt(number: int) -> dict[str, Any]:
-            nonlocal attempts
+            nonlocal attempts, admitted_at
             if self.closed:
                 raise RuntimeError("CognitoClient is closed")
             if limiter is not None:
                 await limiter.acquire(priority, deadline=deadline, share=share)
+                admitted_at = self._clock()
             async with self._slots:
                 attempts = number
                 self.requests_sent += 1
@@ -310,7 +312,9 @@ class Dispatcher:
             if kind is RetryClass.THROTTLE and not _client_side(exc):
                 self.throttled += 1
             if limiter is not None and isinstance(exc, CognitoError) and exc.status is not None:
-                limiter.record(throttled=kind is RetryClass.THROTTLE)
+                limiter.record(
+                    throttled=kind is RetryClass.THROTTLE, latency=self._clock() - admitted_at
+                )
             key = exc.code if isinstance(exc, CognitoError) else type(exc).__name__
             self.errors_by_code[key] = self.errors_by_code.get(key, 0) + 1
 
@@ -326,7 +330,7 @@ class Dispatcher:
                 _finish(job)
             return
         if limiter is not None:
-            limiter.record(throttled=False)
+            limiter.record(throttled=False, latency=self._clock() - admitted_at)
         for job in batch:
             job.result, job.attempts = result, attempts
             _finish(job)

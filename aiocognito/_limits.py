@@ -84,6 +84,10 @@ NOISE_MAX = 0.4  # a throttled fraction above this is never taken for noise
 TOLERANCE_DECAY = 0.98  # the learned noise tolerance fades 2 % a window
 INITIAL_UNKNOWN_RATE = 25.0  # unknown quota: start at Cognito's smallest category default
 MIN_RATE = 0.5  # never pace slower than one request every two seconds
+RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito's quotas
+RTT_QUANTILE = 0.99  # a deadline must fit this percentile of them: the mean hides the tail
+RTT_REFRESH = 20  # recompute the percentile after this many new samples, not on every call
+DEADLINE_MARGIN = 0.005  # the retry loop reads its clock apart from ours: fail first, cleanly
 
 
 class Priority(enum.IntEnum):
@@ -274,6 +278,9 @@ class RateLimiter:
         self._queues: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
         self._sent = 0
         self._throttled = 0
+        self._round_trips: deque[float] = deque(maxlen=RTT_SAMPLES)
+        self._round_trip = 0.0  # RTT_QUANTILE of _round_trips; 0 until one is observed
+        self._new_round_trips = 0
 
     # -- configuration shared between clients ------------------------------------------------
 
@@ -286,6 +293,29 @@ class RateLimiter:
             self._unlimited = False
 
     # -- pacing ------------------------------------------------------------------------------
+
+    def round_trip(self) -> float:
+        """A high percentile (``RTT_QUANTILE``) of recently observed round-trip times, in s."""
+        fresh = self._new_round_trips
+        if fresh >= RTT_REFRESH or (fresh and len(self._round_trips) <= RTT_REFRESH):
+            ordered = sorted(self._round_trips)
+            self._round_trip = ordered[min(len(ordered) - 1, int(RTT_QUANTILE * len(ordered)))]
+            self._new_round_trips = 0
+        return self._round_trip
+
+    def _too_late(self, start: float, deadline: float | None, ahead: int) -> None:
+        """Fail fast if a call starting at ``start`` would not be answered by ``deadline``."""
+        if deadline is None:
+            return
+        round_trip = self.round_trip()
+        if start + round_trip + DEADLINE_MARGIN > deadline:
+            rate = self._rate.rate(self._clock())
+            raise QuotaDeadlineError(
+                f"the {self.category} quota ({rate:.1f} requests/s, {ahead} waiting ahead) "
+                f"cannot fit this call and its round trip ({round_trip * 1000:.0f} ms) before "
+                "its deadline; it was not sent",
+                code="TooManyRequestsException",
+            )
 
     def rate(self) -> float | None:
         """The rate allowed now; None if unlimited."""
@@ -327,37 +357,39 @@ class RateLimiter:
 
         Args:
             priority: Interactive callers are served before bulk callers.
-            deadline: A :func:`time.monotonic`-style instant (on this limiter's clock); if the
-                wait would pass it, raise :class:`QuotaDeadlineError` at once instead.
+            deadline: A :func:`time.monotonic`-style instant (on this limiter's clock) by which
+                the call must be answered. If the expected start plus a high percentile of
+                recent round trips (:meth:`round_trip`) would pass it, raise
+                :class:`QuotaDeadlineError` at once instead, and again at the turn of a call
+                that waited if the rate fell meanwhile: the call is never sent.
             share: A bulk job's cap, drawn from as well as the category's bucket.
 
         Raises:
-            QuotaDeadlineError: The quota cannot fit this call before its deadline.
+            QuotaDeadlineError: The quota cannot fit this call and its round trip before its
+                deadline.
         """
         if self._unlimited:
             self._sent += 1
             return
         now = self._clock()
         if self._head() is None and self._wait_time(now, share) == 0.0:
+            self._too_late(now, deadline, 0)
             self._take(share)
             return
         if deadline is not None:
             rate = self._rate.rate(now)
             ahead = sum(len(q) for q in self._queues[: priority + 1])
-            eta = now + max(0.0, ahead + 1 - self._bucket.tokens) / rate
-            if eta > deadline:
-                raise QuotaDeadlineError(
-                    f"the {self.category} quota ({rate:.1f} requests/s, {ahead} waiting ahead) "
-                    "cannot fit this call before its deadline",
-                    code="TooManyRequestsException",
-                )
+            self._too_late(now + max(0.0, ahead + 1 - self._bucket.tokens) / rate, deadline, ahead)
         waiter = _Waiter(priority, share)
         queue = self._queues[priority]
         queue.append(waiter)
         try:
             while True:
+                now = self._clock()
                 if self._head() is waiter:
-                    wait = self._wait_time(self._clock(), share)
+                    wait = self._wait_time(now, share)
+                    # The rate may have fallen since the estimate: check again at every turn.
+                    self._too_late(now + wait, deadline, 0)
                     if wait == 0.0:
                         queue.popleft()
                         self._take(share)
@@ -368,7 +400,16 @@ class RateLimiter:
                         await waiter.wake.wait()
                 else:
                     waiter.wake = anyio.Event()
-                    await waiter.wake.wait()
+                    if deadline is None:
+                        await waiter.wake.wait()
+                        continue
+                    # Give up while the call can still fail cleanly, before its deadline.
+                    give_up = deadline - self.round_trip() - DEADLINE_MARGIN - now
+                    with anyio.move_on_after(max(give_up, 0.0)) as scope:
+                        await waiter.wake.wait()
+                    if scope.cancelled_caught:
+                        ahead = sum(len(q) for q in self._queues[: priority + 1]) - 1
+                        self._too_late(deadline, deadline, ahead)
         except BaseException:
             if waiter in queue:
                 was_head = self._head() is waiter
@@ -379,8 +420,17 @@ class RateLimiter:
 
     # -- feedback ----------------------------------------------------------------------------
 
-    def record(self, *, throttled: bool) -> None:
-        """Report one answer for this category (throttled or not)."""
+    def record(self, *, throttled: bool, latency: float | None = None) -> None:
+        """Report one answer for this category.
+
+        Args:
+            throttled: Whether the answer was a throttle.
+            latency: Seconds from the request's admission to its answer, if known; a high
+                percentile of these is what a deadline must leave room for.
+        """
+        if latency is not None:
+            self._round_trips.append(latency)
+            self._new_round_trips += 1
         if throttled:
             self._throttled += 1
         if not self._rate.adaptive:
