@@ -790,9 +790,7 @@ def plot(name: str, scenario: Scenario, results: dict[str, list[dict[str, Any]]]
     return path
 
 
-def workers_table(
-    scenario: Scenario, results: dict[tuple[str, int], Runs], n: int, runs: int
-) -> str:
+def workers_table(scenario: Scenario, results: dict[tuple[str, int], Runs], n: int) -> str:
     """One Markdown table for a workers scenario: a row per contender and process count.
 
     Figures are medians over the runs, with the range of the key ones: the aggregate wall over
@@ -800,11 +798,11 @@ def workers_table(
     """
     lines = [
         f"### {scenario.name}: {scenario.description} "
-        f"(N = {n:,} in all, N/quota = {n / scenario.quota:.1f} s, {runs} runs each)",
+        f"(N = {n:,} in all, N/quota = {n / scenario.quota:.1f} s)",
         "",
-        "| contender | P | wall ÷ (N/quota) | throttled % | failed (max) | lost | not applied | "
-        "Jain's index (min) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| contender | P | runs | wall ÷ (N/quota) | throttled % | failed (max) | lost | "
+        "not applied | Jain's index (min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (contender, processes), rs in results.items():
         eff = [r["efficiency"] for r in rs]
@@ -820,7 +818,7 @@ def workers_table(
             _num(_median_of("not_applied")(rs), ",.0f"),
             f"{_num(_median(fairness), '.3f')} ({min(fairness, default=float('nan')):.3f})",
         ]
-        lines.append(f"| {contender}{note} | {processes} | " + " | ".join(cells) + " |")
+        lines.append(f"| {contender}{note} | {processes} | {len(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -910,7 +908,7 @@ def main() -> None:
                             flush=True,
                         )
             everything[name] = {f"{c} P={p}": rs for (c, p), rs in by_p.items()}
-            print(workers_table(scenario, by_p, n, args.runs) + "\n", flush=True)
+            print(workers_table(scenario, by_p, n) + "\n", flush=True)
             if args.plots:
                 os.makedirs(args.plots, exist_ok=True)
                 path = os.path.join(args.plots, f"engine-{name}.png")
