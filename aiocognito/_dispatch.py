@@ -685,7 +685,7 @@ class Dispatcher:
         throttled = False
         if error is None:
             if limiter is not None:
-                limiter.record(throttled=False)
+                limiter.record(throttled=False, latency=time.perf_counter() - flight.started)
         elif not isinstance(error, ClientClosedError):
             kind = classify(error) if isinstance(error, AiocognitoError) else RetryClass.PERMANENT
             if kind is RetryClass.THROTTLE and isinstance(error, CognitoError):
@@ -694,7 +694,10 @@ class Dispatcher:
                 for job in flight.jobs:
                     job.throttles += 1
             if limiter is not None and isinstance(error, CognitoError) and error.status is not None:
-                limiter.record(throttled=kind is RetryClass.THROTTLE)
+                limiter.record(
+                    throttled=kind is RetryClass.THROTTLE,
+                    latency=time.perf_counter() - flight.started,
+                )
             self._count_error(error)
         if self.on_attempt is not None:
             self.on_attempt(flight.jobs[0].operation, throttled)

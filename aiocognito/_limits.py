@@ -8,24 +8,67 @@ fifth of a second), well under the one second Cognito's own bucket holds, so the
 reserve that absorbs network jitter. Callers wait in FIFO order per priority; interactive
 callers always go before bulk ones, and a bulk job may be capped at a share of the rate.
 
-Adapting. Throttles are judged per window (about a second of traffic), not one by one:
+Adapting. Throttles are judged per window of answers, not one by one. A throttle means one of
+three things, and the limiter must tell them apart from its own answers alone:
 
-* If a window's throttled fraction exceeds the noise tolerance, the rate is cut below what
-  the server actually admitted in that window (the quota, if the quota is what throttled
-  us), and at least by ``BETA``.
-* The next window checks the cut. If throttling did not at least halve, it was not our rate
-  that caused it (random throttles, a fault): the cut is undone and the tolerance raised, so
-  noise cannot walk the rate down without bound. The tolerance fades slowly (2 % a window).
-  Heavy throttling (over ``NOISE_MAX``) is never taken for noise: it cuts again.
-* A window ends early, after a tenth of a second, once ``HEAVY_THROTTLES`` have come back:
-  the server's own burst reserve hides an overshoot for a while, so react fast once it shows.
-  So does the check after a cut, if throttling is still too heavy to be noise: the cut was
-  not deep enough (leaving slow start, the first estimate is inflated by that reserve).
-* After a cut the rate climbs back along a CUBIC curve towards the admitted rate, reaching it
-  in ``CUBIC_K`` seconds and probing above it after that (at a tenth of the curve's pace),
-  but never above the configured ceiling.
+* the quota, and our rate is over it: cut;
+* the quota, and other processes on the same account are using it too (web workers, a
+  migration): cut, by the same share as every other process, so that all converge on equal
+  shares and no one collapses;
+* noise, throttles that come whatever the rate (a service under strain, injected faults):
+  do not cut, or random throttles walk the rate down without bound.
+
+The rules, and why:
+
+* Windows end on whole seconds of the wall clock, which every process on a host (and, give or
+  take NTP, on every host) shares. So the processes on a quota judge the same stretch of
+  time, see much the same throttling, and cut together. A window needs ``MIN_SAMPLES``
+  answers (``FEW_SAMPLES`` once it has lasted ``LONG_WINDOW`` seconds, for slow senders), and
+  ends early, on the next tenth of a second, once ``HEAVY_THROTTLES`` have come back: the
+  server's own burst reserve hides an overshoot for a while, so react fast once it shows.
+* Pacing is dithered: each request waits for a random part of its token. A sender paced on
+  an exact beat at the server's refill rate meets every token as it refills, and throttles
+  land on the other processes instead of on it; then the throttling each process sees is no
+  longer the same, and neither are the cuts.
+* A window's throttling *rose* if the background level (learned, below) would give that many
+  throttles less than once in 500 (``RISE_ALPHA``). It is judged by whether throttling rose,
+  never by whether it was zero, so slow start and the climb after a cut work under a steady
+  background of random throttles.
+* A rise cuts the rate below what the server admitted (the quota, if the quota throttled us),
+  and at least by ``BETA``: a share of the rate, the same for every process, so the largest
+  gives up the most. A throttled fraction over ``NOISE_MAX`` cuts at once (heavy throttling is
+  never noise), and leaving slow start it cuts by ``SLOW_START_BETA``, since the last
+  doubling overshot.
+* The next window checks a cut. If throttling fell at least halfway back to the background,
+  our rate (or the rates we share the quota with) was the cause, and the cut stays. If not,
+  the cut is undone: it looked like noise. Only after ``NOISE_EVIDENCE`` such checks in a row
+  do their windows teach the background level, and never within ``CONTENTION_MEMORY``
+  windows of heavy throttling or of a cut that worked. That is how contention is kept from
+  passing for noise: with several processes, one process's cut barely moves the throttling
+  while the others have not yet cut, and a process that learned that as noise would keep
+  its rate while the others are cut again and again.
+* The background level is the pooled throttled fraction of the windows that taught it (the
+  last ``NOISE_WINDOWS``); windows calmer than it let it fade as noise subsides.
+* After a cut the rate climbs back along a CUBIC curve to ``w_max``, then probes above it (at
+  ``PROBE`` of the curve's pace), never more than ``PROBE_STEP`` a judged window above what
+  the last window saw (a slow sender's window takes seconds), and never above the configured
+  ceiling. The curve's pace is absolute, set by the quota's size (the ceiling, or the
+  largest long-run rate seen), not by this process's share: a big sender takes longer to win
+  back its cut than a small one, which is what makes AIMD-style senders converge on equal
+  shares. ``w_max`` never drops below ``W_MAX_FLOOR`` of the long-run admitted rate: a
+  window ended early by heavy throttling measures little, and ``w_max`` must not follow it
+  down, or the climb has nothing to climb back to.
 * With no ceiling (quota unknown), the limiter starts at Cognito's smallest default (25/s) and
-  doubles each window in which it was saturated and not throttled (slow start).
+  doubles each saturated window in which throttling did not rise (slow start).
+
+What is left over: processes that start at once on a quota each believe is theirs alone
+throttle heavily for the first second or two, and with eight of them shares stay uneven for
+a while. The deterministic simulation in ``tests/test_limits.py`` measures all of this.
+
+Deadlines. A call is let through only if its expected start plus a high percentile
+(``RTT_QUANTILE``) of recently observed round trips fits before its deadline: otherwise it fails
+at once with :class:`QuotaDeadlineError` and is never sent, rather than being sent so late that
+its answer would come after the deadline (the ambiguous ``DeadlineExceededError``).
 
 Limiters are shared: every client on the same event loop whose region and endpoint (or
 ``Limits.quota_group``) match draws from the same limiter per category, because the quota is
@@ -35,6 +78,8 @@ account-wide.
 from __future__ import annotations
 
 import enum
+import math
+import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -54,23 +99,39 @@ __all__ = [
 ]
 
 # The constants below were tuned in tests/test_limits.py's simulation (known, unknown and
-# dropping quotas, and random throttles); change them there first.
+# dropping quotas, random throttles, and 1 to 8 limiters sharing one quota); change them there
+# first.
 BURST_SECONDS = 0.2  # our burst, well under Cognito's one second, leaves it a jitter reserve
-BETA = 0.7  # a cut takes at least 30 % off the rate
-SLOW_START_GROWTH = 2.0  # unknown quota: double each unthrottled, saturated window
-SLOW_START_BETA = 0.35  # leaving slow start, the last doubling overshot behind the reserve
+BETA = 0.7  # a cut takes at least 30 % off the rate: the same share for every limiter
+SLOW_START_GROWTH = 2.0  # unknown quota: double each saturated window throttling did not rise in
+SLOW_START_BETA = 0.35  # leaving slow start on heavy throttling, the last doubling overshot
 CUT_MARGIN = 0.9  # cut to 90 % of what was admitted, below the quota it measured
-CUBIC_K = 2.0  # seconds to climb back to the admitted rate after a cut
-PROBE = 0.1  # beyond that, probe at a tenth of the curve's pace: overshoot hides for a while
+CUBIC_K = 2.0  # seconds to win back a 30 % cut of the whole quota (told, or the largest seen)
+PROBE = 0.03  # above w_max, probe at 3 % of the curve's pace: an overshoot of x/s stays
+# hidden behind the server's one-second burst reserve for quota/x seconds, so go slowly
+PROBE_STEP = 1.05  # ...and at most 5 % above the last judged window: slow senders judge slowly
 WINDOW = 1.0  # seconds of answers judged together
-MIN_SAMPLES = 10  # a window with fewer answers is not judged yet
-HEAVY_THROTTLES = 20  # this many throttles end a window early...
-HEAVY_AFTER = 0.1  # ...once a tenth of it has passed
-CONFIRM = 0.5  # a cut is confirmed if the next window's throttled fraction at least halves
-NOISE_MAX = 0.4  # a throttled fraction above this is never taken for noise
-TOLERANCE_DECAY = 0.98  # the learned noise tolerance fades 2 % a window
+MIN_SAMPLES = 40  # a window with fewer answers is not judged yet: fewer cannot tell 5 % from 15 %
+FEW_SAMPLES = 10  # ...unless it has lasted LONG_WINDOW seconds: then this many will do, or a
+LONG_WINDOW = 3.0  # slow sender would wait many seconds between verdicts
+HEAVY_THROTTLES = 8  # this many throttles, over NOISE_MAX of the answers, end a window early
+HEAVY_AFTER = 0.1  # ...once a tenth of it has passed (a slow sender sees few in all)
+NOISE_MAX = 0.3  # a throttled fraction above this is never noise (tested to 15 % noise)
+NOISE_WINDOWS = 20  # the background level pools this many windows that taught it
+NOISE_FLOOR = 0.01  # assume at least 1 % background throttles: one stray throttle is no rise
+RISE_ALPHA = 0.002  # throttling "rose" if the background would give this many this rarely
+FELL_ALPHA = 0.05  # ...and a cut is kept if its window's throttles are this rare at the old level
+NOISE_EVIDENCE = 2  # cuts in a row must fail to lower throttling before it counts as noise
+CONTENTION_MEMORY = 10  # windows after heavy throttling or a confirmed cut, nothing is noise
+LONG_RUN_SECONDS = 10.0  # the long-run admitted rate averages about this many seconds
+W_MAX_FLOOR = 0.5  # after a cut, w_max stays above half the long-run admitted rate (higher
+# fills a contended quota's climb with stale targets: 0.8 kept four processes 25 % throttled)
 INITIAL_UNKNOWN_RATE = 25.0  # unknown quota: start at Cognito's smallest category default
 MIN_RATE = 0.5  # never pace slower than one request every two seconds
+RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito's quotas
+RTT_QUANTILE = 0.99  # a deadline must fit this percentile of them: the mean hides the tail
+RTT_REFRESH = 20  # recompute the percentile after this many new samples, not on every call
+DEADLINE_MARGIN = 0.005  # the retry loop reads its clock apart from ours: fail first, cleanly
 
 
 class Priority(enum.IntEnum):
@@ -107,117 +168,278 @@ class CategoryStatistics:
     noise_tolerance: float
 
 
+@frozen
+class _Saved:
+    """What a cut replaced, restored if the check after it shows the throttles were noise."""
+
+    w_max: float
+    base: float
+    cut_at: float | None
+    k: float
+    slow_start: bool
+
+
+@frozen
+class _Check:
+    """A cut that ended slow start, waiting for the next window's verdict."""
+
+    fraction: float
+    samples: int
+    saved: _Saved
+
+
+def _poisson_cdf(k: int, mean: float) -> float:
+    """P(X <= k) for X ~ Poisson(mean)."""
+    term = math.exp(-mean)
+    total = term
+    for i in range(k):
+        term *= mean / (i + 1)
+        total += term
+    return total
+
+
+def _rare(throttles: int, sent: int, level: float) -> bool:
+    """Whether ``throttles`` of ``sent`` answers is too many for a background ``level``.
+
+    A Poisson tail: the chance of at least that many throttles, were each answer throttled
+    with probability ``level`` (at least ``NOISE_FLOOR``) and independently, is under
+    ``RISE_ALPHA``.
+    """
+    below = _poisson_cdf(throttles - 1, sent * max(level, NOISE_FLOOR)) if throttles else 0.0
+    return 1.0 - below < RISE_ALPHA
+
+
 class _AdaptiveRate:
     """The allowed rate over time: pure arithmetic on an injected clock, no waiting."""
 
-    def __init__(self, ceiling: float | None, *, adaptive: bool, now: float) -> None:
+    def __init__(
+        self, ceiling: float | None, *, adaptive: bool, now: float, wall_offset: float = 0.0
+    ) -> None:
         self.ceiling = ceiling
+        # Windows end on whole seconds of the wall clock (now + wall_offset), which every
+        # process on the quota shares: they judge the same seconds, see the same throttling,
+        # and cut together, so the check after a cut sees the fall that contention gives.
+        self.wall_offset = wall_offset
         self.adaptive = adaptive
         self.slow_start = adaptive and ceiling is None
         self.base = ceiling if ceiling is not None else INITIAL_UNKNOWN_RATE
         self.cut_at: float | None = None
         self.w_max = self.base
-        # After a cut: (throttled fraction before it, and the state to restore if it was noise).
-        self.pending_check: tuple[float, float, float, float | None, bool] | None = None
-        self.tolerance = 0.0
+        self.k = 0.0  # seconds from the cut back up to w_max
+        self.pending_check: _Check | None = None
+        # (throttled, sent) of recent calm windows: pooled, they are the background level,
+        # what throttling looks like when no rate on the quota is too high.
+        self.recent: deque[tuple[int, int]] = deque(maxlen=NOISE_WINDOWS)
+        self.long_run: float | None = None  # admitted requests/s, averaged over the long run
+        self.scale: float | None = None  # the largest long-run admitted rate so far
+        # Above w_max, the rate may climb only so far before a window has judged it: at a low
+        # rate a window takes seconds to fill, and the curve must not run away meanwhile.
+        self.probe_cap = math.inf
+        # For this many windows more, throttling is contention: it has been heavy, or a cut
+        # has lowered it, recently. A cut that seems not to help is kept, not undone as
+        # noise: the other processes on the quota may simply not have cut yet.
+        self.contended = 0  # windows left
+        self.failed_checks = 0  # cuts in a row that did not lower throttling
         self.cuts = 0
         self.window_start = now
+        self.window_end = self._boundary(now)
         self.window_sent = 0
         self.window_throttled = 0
         #: Told (reason, old rate, new rate, throttled fraction) when a decision moves the rate.
         self.on_change: Callable[[str, float, float, float], None] | None = None
+        self.undone = False  # the last check after a cut undid it
 
     def _changed(self, reason: str, old: float, now: float, fraction: float) -> None:
         if self.on_change is not None:
             self.on_change(reason, old, self.rate(now), fraction)
 
+    @property
+    def tolerance(self) -> float:
+        """The background throttled fraction: noise, not the quota."""
+        sent = sum(n for _, n in self.recent)
+        return sum(t for t, _ in self.recent) / sent if sent else 0.0
+
     def rate(self, now: float) -> float:
         if self.cut_at is None:
             value = self.base
         else:
-            # CUBIC: from the cut rate (t=0) up to w_max (t=K), flat around K, then probing.
-            t = now - self.cut_at
-            c = max(self.w_max - self.base, 0.0) / CUBIC_K**3
-            if t > CUBIC_K:
-                c *= PROBE  # probe above the known-good rate gently
-            value = max(self.base, self.w_max + c * (t - CUBIC_K) ** 3)
+            # CUBIC: from the cut (t=0) up to w_max (t=k), flat around k, then probing above.
+            # The pace is the same for every limiter on a quota (set by the quota's size, not
+            # by this limiter's share of it), so a big sender takes longer to win back its cut
+            # than a small one: that is what makes limiters converge on equal shares.
+            t = now - self.cut_at - self.k
+            c = self._pace() * (1.0 if t < 0 else PROBE)
+            value = self.w_max + c * t**3
+            value = max(self.base, min(value, self.probe_cap))
         if self.ceiling is not None:
             value = min(value, self.ceiling)
         return max(value, MIN_RATE)
 
+    def _boundary(self, now: float) -> float:
+        """The first whole wall-clock window at least half a window after ``now``."""
+        wall = now + self.wall_offset
+        return (math.floor(wall / WINDOW + 1.5)) * WINDOW - self.wall_offset
+
+    def _scale(self) -> float:
+        """The quota's size, as far as this limiter knows: told, or the most it has seen."""
+        return self.ceiling or self.scale or self.base
+
+    def _pace(self) -> float:
+        """CUBIC's constant: (requests/s) per s³."""
+        return self._scale() * (1.0 - BETA) / CUBIC_K**3
+
     def record(self, now: float, *, throttled: bool) -> None:
-        """Count one answer; at the end of a window, decide whether to cut, undo or grow."""
+        """Count one answer; at the end of a window, judge it."""
         if not self.adaptive:
             return
         self.window_sent += 1
         self.window_throttled += throttled
         elapsed = now - self.window_start
-        heavy = self.window_throttled >= HEAVY_THROTTLES and elapsed >= WINDOW * HEAVY_AFTER
-        if heavy and self.pending_check is not None:
-            # A check after a cut runs its full window, unless throttling is still so heavy
-            # that it cannot be noise: then the cut was not deep enough, and waiting costs.
-            heavy = self.window_throttled > NOISE_MAX * self.window_sent
-        if (elapsed < WINDOW and not heavy) or self.window_sent < MIN_SAMPLES:
+        # Throttling too heavy to be noise ends a window early: waiting costs.
+        heavy = (
+            self.window_throttled >= HEAVY_THROTTLES
+            and self.window_throttled > NOISE_MAX * self.window_sent
+            and elapsed >= WINDOW * HEAVY_AFTER
+        )
+        if now < self.window_end and not heavy:
+            return
+        # Slow start doubles each window: there, whole seconds matter more than sharp verdicts.
+        long_enough = elapsed >= LONG_WINDOW or self.slow_start
+        enough = FEW_SAMPLES if long_enough else MIN_SAMPLES
+        if self.window_sent < enough:
+            self.window_end = self._boundary(now)
             return
         sent, thr = self.window_sent, self.window_throttled
+        self.window_start, self.window_sent, self.window_throttled = now, 0, 0
+        self.window_end = self._boundary(now)
+        admitted_rate = (sent - thr) / elapsed
+        weight = 1.0 - math.exp(-elapsed / LONG_RUN_SECONDS)
+        if self.long_run is None:
+            self.long_run = admitted_rate
+        else:
+            self.long_run += weight * (admitted_rate - self.long_run)
+        self.scale = self.long_run if self.scale is None else max(self.scale, self.long_run)
+        self.contended = max(0, self.contended - 1)
+        self._judge(now, thr, sent, elapsed)
+
+    def _judge(self, now: float, thr: int, sent: int, elapsed: float) -> None:
+        """Decide on a finished window: check the last cut, cut, undo or grow."""
         fraction = thr / sent
         admitted_rate = (sent - thr) / elapsed
         current = self.rate(now)
-        self.window_start, self.window_sent, self.window_throttled = now, 0, 0
-        self.tolerance *= TOLERANCE_DECAY  # noise estimates fade, so a real change shows later
-
+        level = self.tolerance
         if self.pending_check is not None:
-            f_before, w_max, base, cut_at, slow_start = self.pending_check
-            self.pending_check = None
-            if fraction < CONFIRM * f_before:
-                self.cuts += 1  # the cut worked: our rate was the cause
+            check, self.pending_check = self.pending_check, None
+            self.undone = False
+            if self._checked(check, thr, sent, level):
+                if self.undone:
+                    self._changed("undo", current, now, fraction)
                 return
-            if fraction <= NOISE_MAX:
-                # Cutting did not help: the throttles were not about our rate. Undo.
-                self.w_max, self.base, self.cut_at, self.slow_start = (
-                    w_max,
-                    base,
-                    cut_at,
-                    slow_start,
-                )
-                self.tolerance = min(NOISE_MAX, max(self.tolerance, fraction * 1.25))
-                self._changed("undo", current, now, fraction)
-                return
-            self.cuts += 1  # still heavily throttled: the cut was not deep enough; cut again
-
-        if fraction > self.tolerance + 0.01:
-            if fraction <= NOISE_MAX:
-                self.pending_check = (fraction, self.w_max, self.base, self.cut_at, self.slow_start)
-            else:
-                self.cuts += 1  # heavy throttling is never noise
-            # If the quota throttled us, what got through is the quota: aim back at that.
-            # Leaving slow start, the last doubling overshot: cut at least by half.
-            beta = SLOW_START_BETA if self.slow_start else BETA
+            # Still heavily throttled: the cut was not deep enough; cut again below.
+        if fraction > NOISE_MAX:
+            self.cuts += 1  # heavy throttling is never noise
+            self.contended = CONTENTION_MEMORY
             reason = "slow_start_end" if self.slow_start else "cut"
-            self.slow_start = False
-            self.w_max = max(MIN_RATE, min(current, admitted_rate))
-            self.base = max(MIN_RATE, min(current * beta, admitted_rate * CUT_MARGIN))
-            self.cut_at = now
+            self._cut(now, current, admitted_rate, SLOW_START_BETA if self.slow_start else BETA)
             self._changed(reason, current, now, fraction)
             return
-
-        if self.slow_start and thr == 0 and sent / elapsed >= 0.8 * current:
+        if _rare(thr, sent, level):
+            # Throttling rose above its background level: our rate (or our share of a rate
+            # shared with others) is too high. Every limiter on the quota sees the same rise
+            # and cuts by the same share. Check the cut next window.
+            saved = _Saved(self.w_max, self.base, self.cut_at, self.k, self.slow_start)
+            self.pending_check = _Check(fraction, sent, saved)
+            reason = "slow_start_end" if self.slow_start else "cut"
+            self._cut(now, current, admitted_rate, BETA)
+            self._changed(reason, current, now, fraction)
+            return
+        if fraction <= level and not self.contended:
+            # Calmer than the background: it fades as the noise does. (A window above it is
+            # never learned: so a slow creep of contention cannot pass for noise.)
+            self.recent.append((thr, sent))
+        if self.cut_at is not None:
+            self.probe_cap = max(self.w_max, current) * PROBE_STEP
+        if self.slow_start and sent / elapsed >= 0.8 * current:
             self.base = current * SLOW_START_GROWTH
             self.w_max = self.base
             self._changed("slow_start", current, now, fraction)
 
+    def _checked(self, check: _Check, thr: int, sent: int, level: float) -> bool:
+        """Judge the window after a cut; True if that settles the window."""
+        fraction = thr / sent
+        fell = fraction < (check.fraction + level) / 2
+        if fell and _poisson_cdf(thr, sent * check.fraction) < FELL_ALPHA:
+            # Throttling fell with our rate, halfway back to the background at least, and by
+            # more than chance would: our rate was (part of) the cause.
+            self.cuts += 1
+            self.failed_checks = 0
+            self.contended = CONTENTION_MEMORY
+            return True
+        if fraction > NOISE_MAX or self.contended:
+            return False  # not noise: judge the window as any other
+        # Cutting did not lower throttling: it was not our rate. Undo.
+        saved = check.saved
+        self.w_max, self.base, self.cut_at = saved.w_max, saved.base, saved.cut_at
+        self.k, self.slow_start = saved.k, saved.slow_start
+        self.probe_cap = max(self.probe_cap, saved.w_max)
+        self.undone = True
+        self.failed_checks += 1
+        # In slow start nobody else's rate is in question yet (the quota is not even found),
+        # so one failed check is evidence enough.
+        if self.failed_checks >= NOISE_EVIDENCE or saved.slow_start:
+            self.recent.append((round(check.fraction * check.samples), check.samples))
+            self.recent.append((thr, sent))
+        return True
+
+    def _cut(self, now: float, current: float, admitted_rate: float, beta: float) -> None:
+        """Cut below what the server admitted (the quota, if the quota throttled us)."""
+        self.slow_start = False
+        w_max = min(current, admitted_rate)
+        if self.long_run is not None:
+            # A short window (one ended early by heavy throttling) measures little: the rate
+            # to climb back to never falls far below what was admitted over the long run.
+            w_max = max(w_max, W_MAX_FLOOR * self.long_run)
+        self.w_max = max(MIN_RATE, w_max)
+        self.base = max(MIN_RATE, min(current * beta, admitted_rate * CUT_MARGIN, self.w_max))
+        self.k = ((self.w_max - self.base) / self._pace()) ** (1 / 3)
+        self.cut_at = now
+        self.probe_cap = self.w_max
+
 
 class _Bucket:
-    __slots__ = ("last", "tokens")
+    """Tokens accruing at a rate, up to a capacity.
 
-    def __init__(self, tokens: float, now: float) -> None:
+    With ``dither``, each request waits for a random part of its token (uniform in (0, 1])
+    instead of all of it, and the next one owes the rest: the long-run rate is the same, but
+    sends no longer fall due on a fixed beat. A sender paced at exactly the server's refill
+    rate would otherwise meet every token as it refills, and starve senders in other
+    processes of the same quota: throttles would land on them, not on it.
+    """
+
+    __slots__ = ("dither", "last", "need", "tokens")
+
+    def __init__(self, tokens: float, now: float, dither: random.Random | None = None) -> None:
         self.tokens = tokens
         self.last = now
+        self.dither = dither
+        self.need = 1.0  # tokens the next request waits for
 
     def refill(self, now: float, rate: float) -> None:
         capacity = max(1.0, rate * BURST_SECONDS)
         self.tokens = min(capacity, self.tokens + (now - self.last) * rate)
         self.last = now
+
+    def ready(self) -> bool:
+        return self.tokens >= self.need
+
+    def wait(self, rate: float) -> float:
+        """Seconds until the next request may go, at ``rate``."""
+        return 0.0 if self.tokens >= self.need else (self.need - self.tokens) / rate
+
+    def take(self) -> None:
+        self.tokens -= 1.0
+        if self.dither is not None:
+            self.need = 1.0 - self.dither.random()
 
 
 class ShareLimit:
@@ -266,11 +488,19 @@ class RateLimiter:
         self._clock = clock
         now = clock()
         self._unlimited = ceiling is None and not adaptive
-        self._rate = _AdaptiveRate(ceiling, adaptive=adaptive, now=now)
-        self._bucket = _Bucket(max(1.0, self._rate.rate(now) * BURST_SECONDS), now)
+        # Windows are judged on whole seconds of the wall clock, which other processes share.
+        self._rate = _AdaptiveRate(
+            ceiling, adaptive=adaptive, now=now, wall_offset=time.time() - now
+        )
+        self._bucket = _Bucket(
+            max(1.0, self._rate.rate(now) * BURST_SECONDS), now, dither=random.Random()
+        )
         self._queues: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
         self._sent = 0
         self._throttled = 0
+        self._round_trips: deque[float] = deque(maxlen=RTT_SAMPLES)
+        self._round_trip = 0.0  # RTT_QUANTILE of _round_trips; 0 until one is observed
+        self._new_round_trips = 0
         #: Told (category, reason, old rate, new rate, throttled fraction) when the rate moves;
         #: the client points it at the ``aiocognito`` logger.
         self.on_rate_change: Callable[[str, str, float, float, float], None] | None = None
@@ -292,6 +522,29 @@ class RateLimiter:
 
     # -- pacing ------------------------------------------------------------------------------
 
+    def round_trip(self) -> float:
+        """A high percentile (``RTT_QUANTILE``) of recently observed round-trip times, in s."""
+        fresh = self._new_round_trips
+        if fresh >= RTT_REFRESH or (fresh and len(self._round_trips) <= RTT_REFRESH):
+            ordered = sorted(self._round_trips)
+            self._round_trip = ordered[min(len(ordered) - 1, int(RTT_QUANTILE * len(ordered)))]
+            self._new_round_trips = 0
+        return self._round_trip
+
+    def _too_late(self, start: float, deadline: float | None, ahead: int) -> None:
+        """Fail fast if a call starting at ``start`` would not be answered by ``deadline``."""
+        if deadline is None:
+            return
+        round_trip = self.round_trip()
+        if start + round_trip + DEADLINE_MARGIN > deadline:
+            rate = self._rate.rate(self._clock())
+            raise QuotaDeadlineError(
+                f"the {self.category} quota ({rate:.1f} requests/s, {ahead} waiting ahead) "
+                f"cannot fit this call and its round trip ({round_trip * 1000:.0f} ms) before "
+                "its deadline; it was not sent",
+                code="TooManyRequestsException",
+            )
+
     def rate(self) -> float | None:
         """The rate allowed now; None if unlimited."""
         return None if self._unlimited else self._rate.rate(self._clock())
@@ -310,13 +563,13 @@ class RateLimiter:
     def _wait_time(self, now: float, share: ShareLimit | None) -> float:
         rate = self._rate.rate(now)
         self._bucket.refill(now, rate)
-        wait = 0.0 if self._bucket.tokens >= 1.0 else (1.0 - self._bucket.tokens) / rate
+        wait = self._bucket.wait(rate)
         if share is not None:
             wait = max(wait, share._ready(now, rate))
         return wait
 
     def _take(self, share: ShareLimit | None) -> None:
-        self._bucket.tokens -= 1.0
+        self._bucket.take()
         if share is not None:
             share._take()
         self._sent += 1
@@ -332,37 +585,40 @@ class RateLimiter:
 
         Args:
             priority: Interactive callers are served before bulk callers.
-            deadline: A :func:`time.monotonic`-style instant (on this limiter's clock); if the
-                wait would pass it, raise :class:`QuotaDeadlineError` at once instead.
+            deadline: A :func:`time.monotonic`-style instant (on this limiter's clock) by which
+                the call must be answered. If the expected start plus a high percentile of
+                recent round trips (:meth:`round_trip`) would pass it, raise
+                :class:`QuotaDeadlineError` at once instead, and again at the turn of a call
+                that waited if the rate fell meanwhile: the call is never sent.
             share: A bulk job's cap, drawn from as well as the category's bucket.
 
         Raises:
-            QuotaDeadlineError: The quota cannot fit this call before its deadline.
+            QuotaDeadlineError: The quota cannot fit this call and its round trip before its
+                deadline.
         """
         if self._unlimited:
             self._sent += 1
             return
         now = self._clock()
         if self._head() is None and self._wait_time(now, share) == 0.0:
+            self._too_late(now, deadline, 0)
             self._take(share)
             return
         if deadline is not None:
             rate = self._rate.rate(now)
             ahead = sum(len(q) for q in self._queues[: priority + 1])
-            eta = now + max(0.0, ahead + 1 - self._bucket.tokens) / rate
-            if eta > deadline:
-                raise QuotaDeadlineError(
-                    f"the {self.category} quota ({rate:.1f} requests/s, {ahead} waiting ahead) "
-                    "cannot fit this call before its deadline",
-                    code="TooManyRequestsException",
-                )
+            owed = ahead + self._bucket.need - self._bucket.tokens
+            self._too_late(now + max(0.0, owed) / rate, deadline, ahead)
         waiter = _Waiter(priority, share)
         queue = self._queues[priority]
         queue.append(waiter)
         try:
             while True:
+                now = self._clock()
                 if self._head() is waiter:
-                    wait = self._wait_time(self._clock(), share)
+                    wait = self._wait_time(now, share)
+                    # The rate may have fallen since the estimate: check again at every turn.
+                    self._too_late(now + wait, deadline, 0)
                     if wait == 0.0:
                         queue.popleft()
                         self._take(share)
@@ -373,7 +629,16 @@ class RateLimiter:
                         await waiter.wake.wait()
                 else:
                     waiter.wake = anyio.Event()
-                    await waiter.wake.wait()
+                    if deadline is None:
+                        await waiter.wake.wait()
+                        continue
+                    # Give up while the call can still fail cleanly, before its deadline.
+                    give_up = deadline - self.round_trip() - DEADLINE_MARGIN - now
+                    with anyio.move_on_after(max(give_up, 0.0)) as scope:
+                        await waiter.wake.wait()
+                    if scope.cancelled_caught:
+                        ahead = sum(len(q) for q in self._queues[: priority + 1]) - 1
+                        self._too_late(deadline, deadline, ahead)
         except BaseException:
             if waiter in queue:
                 was_head = self._head() is waiter
@@ -394,8 +659,17 @@ class RateLimiter:
 
     # -- feedback ----------------------------------------------------------------------------
 
-    def record(self, *, throttled: bool) -> None:
-        """Report one answer for this category (throttled or not)."""
+    def record(self, *, throttled: bool, latency: float | None = None) -> None:
+        """Report one answer for this category.
+
+        Args:
+            throttled: Whether the answer was a throttle.
+            latency: Seconds from the request's admission to its answer, if known; a high
+                percentile of these is what a deadline must leave room for.
+        """
+        if latency is not None:
+            self._round_trips.append(latency)
+            self._new_round_trips += 1
         if throttled:
             self._throttled += 1
         if not self._rate.adaptive:

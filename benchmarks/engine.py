@@ -1,6 +1,13 @@
-"""The engine against its peers at the quota: scenarios 1 to 4 and 7 of the benchmarks.
+"""The engine against its peers at the quota: scenarios 1 to 4 and 7 of the benchmarks, and
+the limiter under adversity (issue 12).
 
-Scenarios: known quota, unknown quota, faults, web beside bulk, and hot users (see SCENARIOS).
+Scenarios (see SCENARIOS): known quota, unknown quota, faults, web beside bulk and hot users
+(the default run); noisy-unknown and noisy-known (random throttles, 500s and resets after
+applying, with the quota not told or told); workers and workers-default (P processes on one
+quota, each told the whole quota, or each on the default Limits(); --workers sets the P's).
+In the workers scenarios every process makes its share of the N updates, and the figures are
+for the whole: aggregate wall time, throttled share, failed, lost, and Jain's fairness index
+of the processes' own rates.
 
 For every run of every contender, a fresh fake server starts in its own process with the
 scenario's quota, latency and faults, seeded with one user per update. The contender runs in
@@ -18,6 +25,7 @@ Contenders:
 
     python -m benchmarks.engine [--runs 3] [--updates 5000] [--scenario known web ...]
                                 [--contender aiocognito raw-standard ...] [--plots DIR]
+                                [--workers 1 2 4 8]
 """
 
 from __future__ import annotations
@@ -79,8 +87,16 @@ class Scenario:
     description: str = ""
     hot: bool = False  # 20 % of the updates go to 1 % of the users
     web_rps: float = 0.0  # per-call updates per second beside the bulk job
+    defaults: bool = False  # aiocognito runs on Limits() as it comes (25/s, adaptive)
+    workers: bool = False  # run in P processes on the one quota (see --workers)
+    updates: int | None = None  # the scenario's own N, unless --updates is given
 
 
+ORIGINAL_SCENARIOS = ("known", "unknown", "faults", "web", "hot")  # the default run
+
+# The issue's noisy case: random throttles (each spends a token of the quota, as a real
+# service's would), 500s, and resets after the update was applied (an ambiguous failure).
+ISSUE_FAULTS = ("throttle:p=0.10", "internal_error:p=0.01", "reset_after:p=0.01")
 SCENARIOS = {
     "known": Scenario(
         "known", 250, 20, description="admin updates, a 250/s quota, 20 ms latency"
@@ -112,6 +128,32 @@ SCENARIOS = {
     "hot": Scenario(
         "hot", 250, 20, hot=True,
         description="20 % of the updates go to 1 % of the users",
+    ),
+    "noisy-unknown": Scenario(
+        "noisy-unknown",
+        150,
+        20,
+        faults=ISSUE_FAULTS,
+        tell_quota=False,
+        updates=3000,
+        description="a 150/s quota nobody is told, plus 10 % throttles at random, 1 % 500s and "
+        "1 % resets after applying",
+    ),
+    "noisy-known": Scenario(
+        "noisy-known",
+        150,
+        20,
+        faults=ISSUE_FAULTS,
+        updates=3000,
+        description="the same, but aiocognito is told the quota",
+    ),
+    "workers": Scenario(
+        "workers", 150, 20, workers=True, updates=3000,
+        description="P processes on one 150/s quota, each told the whole quota",
+    ),
+    "workers-default": Scenario(
+        "workers-default", 25, 20, workers=True, defaults=True, updates=1000,
+        description="P processes on one 25/s quota, each on the default Limits()",
     ),
 }  # fmt: skip
 WEB_USERS = 1000  # seeded beyond the bulk job's users, one per per-call update
@@ -218,9 +260,13 @@ async def _run_aiocognito(
     started = time.perf_counter()
     bulk_done = asyncio.Event()
     extra: dict[str, Any] = {}
-    limits = aiocognito.Limits(
-        max_concurrency=CONCURRENCY,
-        user_update_rps=scenario.quota if scenario.tell_quota else None,
+    limits = (
+        aiocognito.Limits()  # as it comes: 64 in flight, 25/s, adaptive
+        if scenario.defaults
+        else aiocognito.Limits(
+            max_concurrency=CONCURRENCY,
+            user_update_rps=scenario.quota if scenario.tell_quota else None,
+        )
     )
     async with aiocognito.CognitoClient(
         region_name=REGION, user_pool_id=pool, endpoint_url=url, limits=limits,
@@ -313,10 +359,22 @@ async def _run_raw(
     return failures, timed_out, bulk_wall, extra
 
 
+def worker_slice() -> tuple[int, int]:
+    """This process's place among the scenario's processes: (index, count)."""
+    index, count = os.environ.get("AIOCOGNITO_BENCH_SLICE", "0/1").split("/")
+    return int(index), int(count)
+
+
+def slice_bounds(n: int, index: int, count: int) -> tuple[int, int]:
+    """The updates ``[start, end)`` that process ``index`` of ``count`` makes."""
+    return n * index // count, n * (index + 1) // count
+
+
 async def _contender(
     name: str, scenario: Scenario, url: str, pool: str, n: int, tag: str
 ) -> dict[str, Any]:
-    updates = plan(scenario, n, tag)
+    start, end = slice_bounds(n, *worker_slice())
+    updates = plan(scenario, n, tag)[start:end]
     started = time.perf_counter()
     if name == "aiocognito":
         outcome = await _run_aiocognito(scenario, url, pool, n, tag, updates)
@@ -335,7 +393,8 @@ async def _contender(
         "peak_rss_mib": own_peak_rss_mib(),  # not ru_maxrss: see benchmarks/_peak.py
         "failed": len(failures),
         "failures_by_code": {c: codes.count(c) for c in sorted(set(codes))},
-        "failed_indices": sorted(failures),
+        "failed_indices": sorted(start + i for i in failures),  # as indices of the whole plan
+        "updates": end - start,
         "timed_out": timed_out,
         **extra,
     }
@@ -436,6 +495,86 @@ def run_once(scenario: Scenario, contender: str, n: int, run: int) -> dict[str, 
         stats = fake.stats()
         state = fake.attribute("custom:tier")
     return judge(scenario, n, tag, result, stats, state)
+
+
+def run_workers(
+    scenario: Scenario, contender: str, n: int, run: int, processes: int
+) -> dict[str, Any]:
+    """Start a fake, run ``processes`` copies of one contender against it at once, each with
+    its own share of the updates, and judge the whole from the fake.
+
+    The aggregate wall time is the longest of the processes' own (each from its first call
+    to its last answer, so that interpreter start-up on a busy machine is not counted).
+    """
+    fake = FakeCognitoProcess(
+        seed_users=n,
+        user_update_rps=scenario.quota,
+        latency_ms=scenario.latency_ms,
+        faults=scenario.faults,
+        seed=run,
+    )
+    with fake:
+        tag = f"{scenario.name}-{contender}-p{processes}-{run}"
+        procs = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.engine",
+                    "--worker",
+                    contender,
+                    scenario.name,
+                    fake.endpoint_url,
+                    fake.pool_id,
+                    str(n),
+                    tag,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**child_env(), "AIOCOGNITO_BENCH_SLICE": f"{k}/{processes}"},
+                cwd=ROOT,
+            )
+            for k in range(processes)
+        ]
+        deadline = time.perf_counter() + time_limit() + 30  # start-up of P interpreters
+        outs: list[dict[str, Any] | None] = []
+        for proc in procs:
+            try:
+                out, err = proc.communicate(timeout=max(deadline - time.perf_counter(), 1.0))
+            except subprocess.TimeoutExpired:
+                proc.kill()  # it did not stop at its own time limit: what the server saw stands
+                proc.communicate()
+                outs.append(None)
+                continue
+            if proc.returncode != 0:
+                sys.stderr.write(err[-4000:])  # the contender's own traceback
+                raise subprocess.CalledProcessError(proc.returncode, proc.args)
+            outs.append(json.loads(out))
+        stats = fake.stats()
+        state = fake.attribute("custom:tier")
+    done = [o for o in outs if o is not None]
+    result: dict[str, Any] = {
+        "wall": max(o["wall"] for o in done) if done else time_limit(),
+        "bulk_wall": max(o["bulk_wall"] for o in done) if done else None,
+        "timed_out": len(done) < processes or any(o["timed_out"] for o in done),
+        "failed": sum(o["failed"] for o in done) if len(done) == processes else None,
+        "failed_indices": [i for o in done for i in o["failed_indices"]],
+        "cpu_user": sum(o["cpu_user"] for o in done) if done else None,
+        "cpu_sys": sum(o["cpu_sys"] for o in done) if done else None,
+        "peak_rss_mib": max(o["peak_rss_mib"] for o in done) if done else None,
+        "processes": processes,
+        # Each process's rate: its updates over its own wall time.
+        "process_rates": [o["updates"] / o["wall"] for o in done],
+    }
+    judged = judge(scenario, n, tag, result, stats, state)
+    judged["jain"] = jain(judged["process_rates"]) if len(done) == processes else None
+    return judged
+
+
+def jain(rates: Sequence[float]) -> float:
+    """Jain's fairness index: 1 when every process got the same rate, 1/P when one got all."""
+    return sum(rates) ** 2 / (len(rates) * sum(r * r for r in rates)) if any(rates) else 0.0
 
 
 def judge(
@@ -651,13 +790,85 @@ def plot(name: str, scenario: Scenario, results: dict[str, list[dict[str, Any]]]
     return path
 
 
+def workers_table(scenario: Scenario, results: dict[tuple[str, int], Runs], n: int) -> str:
+    """One Markdown table for a workers scenario: a row per contender and process count.
+
+    Figures are medians over the runs, with the range of the key ones: the aggregate wall over
+    the ideal (N / quota), and Jain's fairness index of the processes' own rates.
+    """
+    lines = [
+        f"### {scenario.name}: {scenario.description} "
+        f"(N = {n:,} in all, N/quota = {n / scenario.quota:.1f} s)",
+        "",
+        "| contender | P | runs | wall ÷ (N/quota) | throttled % | failed (max) | lost | "
+        "not applied | Jain's index (min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (contender, processes), rs in results.items():
+        eff = [r["efficiency"] for r in rs]
+        failed = [r["failed"] for r in rs if r["failed"] is not None]
+        fairness = [r["jain"] for r in rs if r["jain"] is not None]
+        stopped = any(r["timed_out"] for r in rs)
+        note = f" (not all finished in {time_limit():g} s)" if stopped else ""
+        cells = [
+            f"{_median(eff):.3f} ({min(eff):.3f} to {max(eff):.3f})",
+            _num(_median_of("throttled_share", 100)(rs), ".1f"),
+            f"{_num(_median([float(f) for f in failed]), ',.0f')} ({max(failed, default=0):,})",
+            _num(_median_of("lost")(rs), ",.0f"),
+            _num(_median_of("not_applied")(rs), ",.0f"),
+            f"{_num(_median(fairness), '.3f')} ({min(fairness, default=float('nan')):.3f})",
+        ]
+        lines.append(f"| {contender}{note} | {processes} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def workers_plot(scenario: Scenario, results: dict[tuple[str, int], Runs], path: str) -> str:
+    """Aggregate wall ÷ ideal and Jain's index against the number of processes (medians)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "(matplotlib is not installed: pip install '.[bench]' for plots)"
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
+    for contender in dict.fromkeys(c for c, _p in results):
+        ps = sorted(p for c, p in results if c == contender)
+        eff = [_median([r["efficiency"] for r in results[contender, p]]) for p in ps]
+        fair = [
+            _median([r["jain"] for r in results[contender, p] if r["jain"] is not None]) for p in ps
+        ]
+        left.plot(ps, eff, marker="o", label=contender)
+        right.plot(ps, fair, marker="o", label=contender)
+    left.axhline(1.0, color="black", linestyle="--", linewidth=1)
+    left.set_xlabel("processes on the one quota")
+    left.set_ylabel("aggregate wall ÷ (N / quota)")
+    right.set_xlabel("processes on the one quota")
+    right.set_ylabel("Jain's fairness index")
+    right.set_ylim(0, 1.05)
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{scenario.name}: {scenario.description}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--updates", type=int, default=5000)
-    parser.add_argument("--scenario", nargs="+", choices=sorted(SCENARIOS), default=list(SCENARIOS))
+    parser.add_argument("--updates", type=int, help="N (default: the scenario's own, else 5,000)")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1, 2, 4, 8], metavar="P",
+        help="process counts for the workers scenarios",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scenario", nargs="+", choices=sorted(SCENARIOS), default=list(ORIGINAL_SCENARIOS)
+    )
     parser.add_argument("--contender", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument("--json", help="also write every run's figures here")
     parser.add_argument("--plots", metavar="DIR", help="draw throughput-over-time PNGs here")
@@ -681,10 +892,32 @@ def main() -> None:
     everything: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for name in args.scenario:
         scenario = SCENARIOS[name]
+        n = args.updates or scenario.updates or 5000
+        if scenario.workers:
+            by_p: dict[tuple[str, int], Runs] = {}
+            for processes in args.workers:
+                for run in range(args.runs):
+                    for contender in args.contender:
+                        r = run_workers(scenario, contender, n, run, processes)
+                        by_p.setdefault((contender, processes), []).append(r)
+                        print(
+                            f"{name} P={processes} run {run + 1} {contender:13} "
+                            f"eff {r['efficiency']:.3f} thr {100 * r['throttled_share']:5.1f}% "
+                            f"failed {r['failed']} lost {r['lost']} jain {r['jain']}",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+            everything[name] = {f"{c} P={p}": rs for (c, p), rs in by_p.items()}
+            print(workers_table(scenario, by_p, n) + "\n", flush=True)
+            if args.plots:
+                os.makedirs(args.plots, exist_ok=True)
+                path = os.path.join(args.plots, f"engine-{name}.png")
+                print(f"plot: {workers_plot(scenario, by_p, path)}\n", flush=True)
+            continue
         results: dict[str, list[dict[str, Any]]] = {c: [] for c in args.contender}
         for run in range(args.runs):
             for contender in args.contender:
-                r = run_once(scenario, contender, args.updates, run)
+                r = run_once(scenario, contender, n, run)
                 results[contender].append(r)
                 print(
                     f"{name} run {run + 1} {contender:13} wall {r['wall']:6.1f}s "
@@ -694,7 +927,7 @@ def main() -> None:
                     flush=True,
                 )
         everything[name] = results
-        print(table(scenario, results, args.updates) + "\n", flush=True)
+        print(table(scenario, results, n) + "\n", flush=True)
         if args.plots:
             os.makedirs(args.plots, exist_ok=True)
             drawn = plot(name, scenario, results, os.path.join(args.plots, f"engine-{name}.png"))

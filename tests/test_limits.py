@@ -1,38 +1,128 @@
 """The adaptive rate, simulated against a token-bucket server on a virtual clock.
 
-Nothing here waits: a simulated client paces with the limiter's own bucket and rate code, a
-simulated server admits with the fake's token bucket, and answers come back 20 ms later.
+Nothing here waits: each simulated client paces with the limiter's own bucket and rate code, a
+simulated server admits with the fake's token bucket, and answers come back after the client's
+own round-trip time (each way half of it, with jitter). Several clients may share the server's
+one bucket, as processes on one account share Cognito's quota; each has its own monotonic clock
+(an offset: the limiter must only ever use differences, or the wall clock they share), its own
+start time and its own latency.
+
+Every client always has work. A throttled call is retried after the default retry policy's
+backoff (full jitter, 0.1 s doubling), at the client's first free token after that and before
+new work (the harshest order for a call's streak of throttles). It counts as failed after
+``MAX_ATTEMPTS`` throttles, as the default retry policy gives up after 8 attempts.
 """
 
 from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
+import anyio
 import attrs
+import pytest
 
-from aiocognito._limits import _AdaptiveRate, _Bucket
+from aiocognito import DeadlineExceededError, Limits, QuotaDeadlineError, RetryPolicy
+from aiocognito._dispatch import Dispatcher
+from aiocognito._limits import RateLimiter, _AdaptiveRate, _Bucket
 from aiocognito.testing._quota import TokenBucket
+from tests.fake_helpers import ManualClock
+from tests.fakes import FakeTransport
 
 STEP = 0.001
 RTT = 0.02
+MAX_ATTEMPTS = 8  # RetryPolicy's defaults
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 20.0
 
 
 @attrs.define
-class Trace:
-    """Per simulated second: requests sent, admitted, throttled; and the allowed rate."""
+class Client:
+    """One simulated process: its limiter, and per simulated second what it sent and got."""
 
+    rate_state: _AdaptiveRate
+    bucket: _Bucket
+    offset: float
+    start: float
+    rtt: float
     sent: list[int]
     admitted: list[int]
     throttled: list[int]
     rate: list[float]
+    retries: list[tuple[float, int]] = attrs.field(factory=list)  # (due, attempt) heap
+    failed: int = 0
+    longest_streak: int = 0
+
+
+@attrs.define
+class Trace:
+    """The whole run, per simulated second, summed over clients; and each client's own."""
+
+    clients: list[Client]
+
+    def _sum(self, field: str, start: int, end: int) -> int:
+        return sum(sum(getattr(c, field)[start:end]) for c in self.clients)
+
+    @property
+    def sent(self) -> list[int]:
+        return [sum(c.sent[s] for c in self.clients) for s in range(len(self.clients[0].sent))]
+
+    @property
+    def rate(self) -> list[float]:
+        return self.clients[0].rate
 
     def admitted_rate(self, start: int, end: int) -> float:
-        return sum(self.admitted[start:end]) / (end - start)
+        return self._sum("admitted", start, end) / (end - start)
 
     def throttled_share(self, start: int, end: int) -> float:
-        return sum(self.throttled[start:end]) / max(sum(self.sent[start:end]), 1)
+        return self._sum("throttled", start, end) / max(self._sum("sent", start, end), 1)
+
+    def shares(self, start: int, end: int) -> list[float]:
+        return [sum(c.admitted[start:end]) / (end - start) for c in self.clients]
+
+    def fairness(self, start: int, end: int) -> float:
+        """Jain's index of the clients' admitted rates: 1 is equal shares, 1/N one client."""
+        x = self.shares(start, end)
+        return sum(x) ** 2 / (len(x) * sum(v * v for v in x)) if any(x) else 0.0
+
+    @property
+    def failed(self) -> int:
+        return sum(c.failed for c in self.clients)
+
+    def min_rate(self, start: int, end: int) -> float:
+        return min(min(c.rate[start:end]) for c in self.clients)
+
+
+def _population(
+    seconds: int, ceiling: float | None, seed: int, rtts: Sequence[float], stagger: float
+) -> list[Client]:
+    clocks = random.Random(-seed)  # drawn apart, so that one client's noise stays as it was
+    population = []
+    for i, rtt in enumerate(rtts):
+        offset = clocks.uniform(-1e6, 1e6)  # each process's monotonic clock has its own zero
+        start = i * stagger
+        population.append(
+            Client(
+                _AdaptiveRate(
+                    ceiling,
+                    adaptive=True,
+                    now=start + offset,
+                    # The wall clock: shared, give or take the few ms NTP leaves between hosts.
+                    wall_offset=-offset + clocks.uniform(-0.01, 0.01),
+                ),
+                _Bucket(1.0, start + offset, dither=random.Random(seed * 100 + i)),
+                offset,
+                start,
+                rtt,
+                [0] * seconds,
+                [0] * seconds,
+                [0] * seconds,
+                [0.0] * seconds,
+            )
+        )
+    return population
 
 
 def simulate(
@@ -42,35 +132,89 @@ def simulate(
     quota: Callable[[float], float],
     noise: float = 0.0,
     seed: int = 1,
+    clients: int = 1,
+    rtts: Sequence[float] | None = None,
+    stagger: float = 0.0,
 ) -> Trace:
-    now = 0.0
-    clock = lambda: now  # noqa: E731 - the simulation's clock
-    limiter = _AdaptiveRate(ceiling, adaptive=True, now=0.0)
-    bucket = _Bucket(1.0, 0.0)
-    server = TokenBucket(quota(0.0), clock)
+    """Run ``clients`` limiters against one server bucket for ``seconds`` of virtual time.
+
+    Args:
+        ceiling: What every client is told the quota is; None if not told.
+        quota: The server's quota at a given second.
+        noise: The chance that a request is throttled at random, whatever the quota. (Here a
+            random throttle spends no token of the quota; in the fake server it does.)
+        clients: Limiters sharing the server's bucket.
+        rtts: Each client's round-trip time; by default spread from 15 to 45 ms.
+        stagger: The seconds between one client's start and the next's.
+    """
     rng = random.Random(seed)
-    answers: list[tuple[float, bool]] = []
-    trace = Trace([0] * seconds, [0] * seconds, [0] * seconds, [0.0] * seconds)
+    now = 0.0
+    server = TokenBucket(quota(0.0), lambda: now)
+    if rtts is None:
+        rtts = [RTT] if clients == 1 else [0.015 + 0.03 * i / (clients - 1) for i in range(clients)]
+    population = _population(seconds, ceiling, seed, rtts, stagger)
+    jitter = random.Random(seed + 1)
+    # Requests on their way, (when, order, client, attempt, second sent), and answers on
+    # theirs, (when, client, throttled, attempt). Each way takes half the client's round
+    # trip, give or take half of that: without jitter, a client paced at the quota's own rate
+    # would meet every token just as it refills and starve the others.
+    requests: list[tuple[float, int, int, int, int]] = []
+    answers: list[tuple[float, int, bool, int]] = []
+    order = 0
     for tick in range(int(seconds / STEP)):
         now = tick * STEP
         second = int(now)
         q = quota(now)
         if q != server.rate:
             server.rate, server.capacity = q, q
-        while answers and answers[0][0] <= now:
-            _, throttled = heapq.heappop(answers)
-            limiter.record(now, throttled=throttled)
-        rate = limiter.rate(now)
-        bucket.refill(now, rate)
-        while bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        while requests and requests[0][0] <= now:
+            _, _, i, attempt, sent_in = heapq.heappop(requests)
+            client = population[i]
             throttled = rng.random() < noise or not server.try_take()
-            trace.sent[second] += 1
-            trace.throttled[second] += throttled
-            trace.admitted[second] += not throttled
-            heapq.heappush(answers, (now + RTT, throttled))
-        trace.rate[second] = rate
-    return trace
+            client.throttled[sent_in] += throttled
+            client.admitted[sent_in] += not throttled
+            back = now + client.rtt / 2 * jitter.uniform(0.5, 1.5)
+            heapq.heappush(answers, (back, i, throttled, attempt))
+        while answers and answers[0][0] <= now:
+            _, i, throttled, attempt = heapq.heappop(answers)
+            client = population[i]
+            client.rate_state.record(now + client.offset, throttled=throttled)
+            if throttled:
+                client.longest_streak = max(client.longest_streak, attempt)
+                if attempt >= MAX_ATTEMPTS:
+                    client.failed += 1
+                else:
+                    backoff = rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
+                    heapq.heappush(client.retries, (now + backoff, attempt + 1))
+        for i, client in enumerate(population):
+            if now < client.start:
+                continue
+            local = now + client.offset
+            rate = client.rate_state.rate(local)
+            client.bucket.refill(local, rate)
+            while client.bucket.ready():
+                client.bucket.take()
+                due = client.retries and client.retries[0][0] <= now
+                attempt = heapq.heappop(client.retries)[1] if due else 1
+                client.sent[second] += 1
+                order += 1
+                there = now + client.rtt / 2 * jitter.uniform(0.5, 1.5)
+                heapq.heappush(requests, (there, order, i, attempt, second))
+            client.rate[second] = rate
+    return Trace(population)
+
+
+# Cases the limiter does not meet yet (issue 12): it takes contention for noise, and an unknown
+# quota under random throttles is found on some seeds only. Strict, so that a fix shows here.
+GAP = pytest.mark.xfail(strict=True, reason="issue 12: not met by the current limiter")
+
+
+def _gaps(cases: Sequence[tuple[object, ...]], failing: set[tuple[object, ...]]) -> list[Any]:
+    return [pytest.param(*c, marks=GAP) if c in failing else pytest.param(*c) for c in cases]
+
+
+# ------------------------------------------------------------------------------------------
+# One limiter
 
 
 def test_known_quota_runs_at_the_quota_without_throttles() -> None:
@@ -89,6 +233,7 @@ def test_unknown_quota_is_discovered() -> None:
         trace = simulate(20, ceiling=None, quota=constant)
         assert trace.admitted_rate(5, 20) >= 0.90 * quota
         assert trace.throttled_share(0, 20) <= 0.05
+        assert trace.failed == 0
 
 
 def test_converges_after_the_quota_drops_and_recovers_after_it_returns() -> None:
@@ -107,3 +252,173 @@ def test_random_throttles_do_not_walk_the_rate_down() -> None:
     trace = simulate(60, ceiling=250, quota=lambda _t: 10_000, noise=0.15)
     assert min(trace.rate[10:]) >= 0.6 * 250
     assert sum(trace.rate[10:]) / 50 >= 0.85 * 250
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_an_unknown_quota_is_found_under_random_throttles(seed: int) -> None:
+    # The issue's case: 150/s nobody told the client, and 10 % of answers throttled at random.
+    # Throttling never drops to zero, so slow start must judge whether it rose with the rate.
+    trace = simulate(30, ceiling=None, quota=lambda _t: 150, noise=0.10, seed=seed)
+    ceiling = 150 * (1 - 0.10)  # each random throttle spends a token of the quota
+    assert trace.admitted_rate(5, 30) >= 0.90 * ceiling
+    assert trace.failed == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_known_quota_under_random_throttles_stays_near_it(seed: int) -> None:
+    trace = simulate(30, ceiling=150, quota=lambda _t: 150, noise=0.10, seed=seed)
+    assert trace.admitted_rate(2, 30) >= 0.95 * 150 * (1 - 0.10)
+    assert trace.failed == 0
+
+
+# ------------------------------------------------------------------------------------------
+# Several limiters on one quota
+
+
+def _judge_contention(trace: Trace, quota: float, noise: float, seconds: int) -> None:
+    settle = 10
+    # Together they use the quota: the aggregate of their admitted requests is near it...
+    assert trace.admitted_rate(settle, seconds) >= 0.85 * quota * (1 - noise)
+    # ...nobody's call fails, and nobody collapses...
+    assert trace.failed == 0
+    assert trace.min_rate(settle, seconds) >= 0.25 * quota / len(trace.clients)
+    # ...and they share it fairly (the issue's bar for the benchmark).
+    assert trace.fairness(settle, seconds) >= 0.9
+
+
+ALL = [(n, noise) for noise in (0.0, 0.10) for n in (1, 2, 4, 8)]
+
+
+@pytest.mark.parametrize(
+    ("n", "noise"), _gaps(ALL, {(4, 0.0), (8, 0.0), (2, 0.1), (4, 0.1), (8, 0.1)})
+)
+def test_limiters_told_the_whole_quota_converge_on_fair_shares(n: int, noise: float) -> None:
+    # Every process is told the account's whole quota (what a web app's workers are told).
+    trace = simulate(
+        40, ceiling=150, quota=lambda _t: 150, noise=noise, clients=n, stagger=0.37, seed=n
+    )
+    _judge_contention(trace, 150, noise, 40)
+
+
+@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(4, 0.0), (8, 0.0), (2, 0.1), (8, 0.1)}))
+def test_limiters_told_nothing_converge_on_fair_shares(n: int, noise: float) -> None:
+    trace = simulate(
+        40, ceiling=None, quota=lambda _t: 150, noise=noise, clients=n, stagger=0.37, seed=n
+    )
+    _judge_contention(trace, 150, noise, 40)
+
+
+@pytest.mark.parametrize("n", _gaps([(2,), (4,), (8,)], {(2,), (4,), (8,)}))
+def test_limiters_on_the_default_quota_share_it(n: int) -> None:
+    # `uvicorn --workers N` out of the box: every worker on the default 25/s, on a 25/s quota.
+    trace = simulate(40, ceiling=25, quota=lambda _t: 25, clients=n, stagger=0.37, seed=n)
+    assert trace.admitted_rate(10, 40) >= 0.85 * 25
+    assert trace.throttled_share(0, 40) <= 0.08
+    assert trace.failed == 0
+
+
+@GAP
+def test_a_late_arrival_gets_its_share() -> None:
+    # Three processes run at the quota; a fourth starts 15 s later and must win its share.
+    trace = simulate(50, ceiling=150, quota=lambda _t: 150, clients=4, stagger=0.0, seed=4)
+    late = simulate(50, ceiling=150, quota=lambda _t: 150, clients=4, stagger=5.0, seed=4)
+    assert trace.fairness(30, 50) >= 0.95
+    assert late.fairness(35, 50) >= 0.9
+    assert late.failed == 0
+
+
+# ------------------------------------------------------------------------------------------
+# Deadlines include the round trip
+
+
+class _SlowTransport(FakeTransport):
+    """Answers every call after ``latency`` seconds."""
+
+    def __init__(self, latency: float) -> None:
+        super().__init__()
+        self.latency = latency
+
+    async def call(
+        self, operation: str, params: Mapping[str, Any], *, secrets: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        await anyio.sleep(self.latency)
+        return await super().call(operation, params, secrets=secrets)
+
+
+async def test_sixty_calls_at_five_per_second_with_a_one_second_timeout() -> None:
+    # This one runs on the event loop's real clock, for about a second: an answer that comes
+    # after its call's deadline is what it guards against, and that needs the real retry loop
+    # and its cancel scope, not only the limiter's arithmetic.
+    latency, rps, timeout = 0.02, 5.0, 1.0
+    outcomes: dict[int, tuple[str, float]] = {}
+    sent: list[str] = []
+    transport = _SlowTransport(latency)
+    limiter = RateLimiter("UserUpdate", rps, clock=anyio.current_time)
+    dispatcher = Dispatcher(
+        transport,
+        limits=Limits(user_update_rps=rps),
+        retry=RetryPolicy(),
+        limiters={"UserUpdate": limiter},
+        clock=anyio.current_time,
+    )
+
+    async def one(i: int) -> None:
+        attributes = {"nickname": f"n{i}"}
+        job = dispatcher.make_job(
+            "AdminUpdateUserAttributes",
+            {
+                "UserPoolId": "pool",
+                "Username": f"user{i}",
+                "UserAttributes": [{"Name": "nickname", "Value": f"n{i}"}],
+            },
+            (),
+            attributes=attributes,
+            timeout=timeout,
+        )
+        started = anyio.current_time()
+        try:
+            await dispatcher.run(job)
+            outcomes[i] = ("ok", anyio.current_time() - started)
+        except QuotaDeadlineError:
+            outcomes[i] = ("quota", anyio.current_time() - started)
+        except DeadlineExceededError:
+            outcomes[i] = ("ambiguous", anyio.current_time() - started)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(60):
+            tg.start_soon(one, i)
+    sent.extend(call.params["Username"] for call in transport.sent)
+
+    assert len(outcomes) == 60
+    kinds = [kind for kind, _ in outcomes.values()]
+    assert "ambiguous" not in kinds
+    succeeded = {f"user{i}" for i, (kind, _) in outcomes.items() if kind == "ok"}
+    # The model: one call every 1/rps from t=0, each answered `latency` after it starts; the
+    # calls that fit are those that start at most timeout - latency after the first.
+    # Pacing is dithered (a request may go once part of its token has accrued), so one more
+    # may fit; a stall of the shared test machine may push one out.
+    fits = int((timeout - latency) * rps) + 1
+    assert fits - 1 <= len(succeeded) <= fits + 1
+    assert sorted(sent) == sorted(succeeded)  # a call that failed was never sent
+    for kind, elapsed in outcomes.values():
+        if kind == "ok":
+            assert elapsed <= timeout
+        else:
+            assert elapsed < timeout - latency  # failed fast, before its deadline
+
+
+async def test_a_deadline_leaves_room_for_a_high_percentile_of_round_trips() -> None:
+    clock = ManualClock()
+    limiter = RateLimiter("UserUpdate", 5.0, adaptive=False, clock=clock)
+    for _ in range(99):
+        limiter.record(throttled=False, latency=0.02)
+    limiter.record(throttled=False, latency=0.5)  # one slow answer in a hundred
+    assert limiter.round_trip() == 0.5  # the tail, not the mean (0.025)
+    now = clock()
+    with anyio.fail_after(5):  # the manual clock never moves: a wait would be a bug
+        await limiter.acquire(deadline=now + 0.6)  # a token is free, and 0.5 s fits
+        with pytest.raises(QuotaDeadlineError, match="round trip"):
+            # The next token is up to 0.2 s away (dithered): with the round trip's tail, a
+            # deadline 0.5 s away cannot fit, although with the mean it would.
+            await limiter.acquire(deadline=now + 0.5)
+    assert limiter.statistics().sent == 1

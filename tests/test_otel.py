@@ -207,6 +207,7 @@ async def test_fail_fast_and_timeout_are_told_apart(telemetry: Telemetry) -> Non
         instrumented(transport, telemetry, limits=limits) as cognito,
         anyio.create_task_group() as tg,
     ):
+        undithered(cognito)
         tg.start_soon(cognito.admin_update_user_attributes, "alice", {"nickname": "a"})
         await transport.first_arrived.wait()
         # The one token is spent: this cannot fit its deadline and is refused unsent.
@@ -233,6 +234,7 @@ async def test_quota_wait_is_measured(telemetry: Telemetry) -> None:
         instrumented(transport, telemetry, limits=limits) as cognito,
         anyio.create_task_group() as tg,
     ):
+        undithered(cognito)
         for i in range(11):
             tg.start_soon(cognito.admin_update_user_attributes, f"u{i}", {"nickname": "n"})
     waits = sorted(
@@ -326,3 +328,10 @@ def test_off_means_not_even_imported() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert result.stdout.strip() == "[]"
+
+
+def undithered(cognito: aiocognito.CognitoClient) -> None:
+    """Pace on a fixed beat: each request waits for a whole token, so waits are exact."""
+    bucket = cognito._limiters["UserUpdate"]._bucket
+    bucket.dither = None
+    bucket.need = 1.0
