@@ -15,57 +15,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import aiocognito
-from aiocognito._client import client_over
 from aiocognito._dispatch import belongs_to_change, may_merge
 from aiocognito._errors import error_class_for_code
 from aiocognito.testing import CustomAttribute, FakeCognito, PoolInfo
-from tests.fakes import FakeTransport, SentCall
-
-POOL = "eu-west-1_AbC"
-UNLIMITED = aiocognito.Limits(user_update_rps=None, user_read_rps=None, adaptive=False)
-FAST_RETRY = aiocognito.RetryPolicy(backoff_base=0.001, backoff_cap=0.001)
-
-
-def client(transport: FakeTransport, **kwargs: Any) -> aiocognito.CognitoClient:
-    kwargs.setdefault("limits", UNLIMITED)
-    kwargs.setdefault("retry", FAST_RETRY)
-    return client_over(transport, region_name="eu-west-1", user_pool_id=POOL, **kwargs)
-
-
-class Gates(FakeTransport):
-    """Call ``i`` waits for ``release(i)``; ``arrived[i]`` is set when it is on the wire."""
-
-    def __init__(self, count: int = 8) -> None:
-        super().__init__()
-        self.gates = [anyio.Event() for _ in range(count)]
-        self.arrived = [anyio.Event() for _ in range(count)]
-
-    async def call(
-        self, operation: str, params: Mapping[str, Any], *, secrets: Any = ()
-    ) -> dict[str, Any]:
-        index = len(self.sent)
-        self.sent.append(SentCall(operation, dict(params), tuple(secrets)))
-        self.arrived[index].set()
-        await self.gates[index].wait()
-        if self.script:
-            answer = self.script.popleft()
-            if isinstance(answer, BaseException):
-                raise answer
-            return answer
-        return self.handler(operation, params)
-
-    def values(self) -> list[dict[str, str]]:
-        return [
-            {a["Name"]: a["Value"] for a in call.params["UserAttributes"]} for call in self.sent
-        ]
-
-
-async def wait_until(predicate: Any) -> None:
-    """Yield to the event loop until ``predicate()`` holds (no wall-clock sleeping)."""
-    with anyio.fail_after(5):
-        while not predicate():
-            await anyio.lowlevel.checkpoint()
-
+from tests.fakes import FakeTransport
+from tests.gates import FAST_RETRY, UNLIMITED, Gates, client, wait_until
 
 # ------------------------------------------------------------------------------------------
 # 1. Cancelled callers never wedge a lane

@@ -11,23 +11,18 @@ import asyncio
 import contextlib
 import signal
 import sys
+import typing
 from collections.abc import Sequence
 
 from .._cliargs import Parser, at_least, milliseconds, number, port, rate, region
 from ._backend import CustomAttribute
-from ._faults import Fault, Latency
+from ._faults import Fault, FaultKind, Latency
 from ._server import FakeCognito
 
 __all__ = ["main"]
 
-_FAULT_KINDS = (
-    "throttle",
-    "internal_error",
-    "internal_error_after",
-    "reset_before",
-    "reset_after",
-    "read_timeout",
-)
+#: Every fault kind but added latency, which --latency-ms covers.
+_FAULT_KINDS = tuple(kind for kind in typing.get_args(FaultKind) if kind != "latency")
 
 
 def fault(text: str) -> Fault:
