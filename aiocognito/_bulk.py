@@ -57,6 +57,7 @@ from ._errors import (
     CredentialsError,
     JournalWriteError,
     NotAuthorizedError,
+    QuotaDeadlineError,
     ResourceNotFoundError,
     error_class_for_code,
     error_code,
@@ -119,6 +120,9 @@ class _RowTag:
     index: int
     digest: str
     user: str
+    #: The run the row belongs to: two runs on one client may merge rows for one user, and
+    #: each journals only its own.
+    owner: object = None
     journaled: bool = False
 
 
@@ -360,7 +364,7 @@ class BulkUpdate:
         if isinstance(item, BadRow):
             tag = None
             if journal is not None:
-                tag = _RowTag(index, journal.fingerprint("bad", secret=item.raw), "?")
+                tag = _RowTag(index, journal.fingerprint("bad", secret=item.raw), "?", self)
                 record = self._lookup(index, tag.digest)
                 if record is not None and record.status in FINISHED:
                     return UpdateOutcome(
@@ -413,7 +417,7 @@ class BulkUpdate:
             sorted(update.values),
             secret=[params.get("UserAttributes"), params.get("ClientMetadata")],
         )
-        tag = job.tag = _RowTag(index, digest, update.user)
+        tag = job.tag = _RowTag(index, digest, update.user, self)
         record = self._lookup(index, digest)
         lane = job.lane_key if job.lane_key is not None else ("row", index)
         if record is not None and (
@@ -522,7 +526,15 @@ class BulkUpdate:
         records = []
         for member in job.batch or (job,):
             tag = member.tag
-            if not member.finished or not isinstance(tag, _RowTag) or tag.journaled:
+            if (
+                not member.finished
+                or not isinstance(tag, _RowTag)
+                or tag.owner is not self  # another run's row, merged into this call
+                or tag.journaled
+                # Its caller left (a row timeout): it was reported failed, so it must not be
+                # journaled done even if a retry carrying it succeeded; a resume re-sends it.
+                or member.abandoned
+            ):
                 continue
             tag.journaled = True  # the first member to finish records the whole call
             if member.error is None:
@@ -530,7 +542,11 @@ class BulkUpdate:
             else:
                 # Finished means failed for good; a row never sent (a quota deadline) or one
                 # whose retries ran out is tried again on the next run.
-                finished = classify(member.error) is RetryClass.PERMANENT and member.sent
+                finished = (
+                    classify(member.error) is RetryClass.PERMANENT
+                    and member.sent
+                    and not isinstance(member.error, QuotaDeadlineError)
+                )
                 status = RowStatus.FAILED if finished else RowStatus.RETRY
                 code = error_code(member.error)
                 # The bare message: a resumed run rebuilds the error around it, code and all.

@@ -14,7 +14,7 @@ from . import _log
 from ._bulk import BulkUpdate
 from ._config import Limits, RetryPolicy
 from ._dispatch import Dispatcher, Job
-from ._errors import ClientClosedError, ConfigurationError
+from ._errors import AttributeValidationError, ClientClosedError, ConfigurationError
 from ._limits import CategoryStatistics, Priority, RateLimiter, shared_limiter
 from ._models import AttributeUpdate, BadRow, CodeDelivery, UpdateResult, User
 from ._operations import OPERATIONS
@@ -580,6 +580,10 @@ class CognitoClient:
         """
         self._check_open()
         assert self._dispatcher is not None
+        if timeout is not None and not timeout > 0:  # also refuses NaN; checked before any row
+            raise AttributeValidationError(
+                f"timeout: expected a positive number of seconds, got {timeout!r}"
+            )
         return BulkUpdate(
             self._dispatcher,
             updates,

@@ -279,6 +279,9 @@ class _Flight:
 
     jobs: list[Job]
     request: tuple[dict[str, Any], tuple[str, ...]] | None = field(default=None, repr=False)
+    #: When the limiter let it go (the engine's clock): its round trip, as the limiter learns
+    #: it for deadlines, includes any wait for a concurrency slot.
+    admitted: float = 0.0
     #: Which attempt of its call this is, and when it left (``time.perf_counter``).
     attempt: int = 1
     started: float = 0.0
@@ -295,8 +298,9 @@ class _Batch:
     jobs: list[Job]
     attempts: int = 0
     flight: _Flight | None = None
-    #: After a failed attempt: when (event-loop time) the next one may go.
+    #: After a failed attempt: when (event-loop time) the next one may go, and its error.
     retry_at: float | None = None
+    last_error: BaseException | None = None
     #: Set once an attempt may have been applied (a lost answer, a 5xx): every retry then sends
     #: exactly this request, with the changes it carried, even of callers who have left since;
     #: otherwise a retry without a departed caller's change could land after it, out of order.
@@ -596,30 +600,46 @@ class Dispatcher:
     # ----------------------------------------------------------------------------------------
     # Attempts
 
+    async def _admit(
+        self,
+        lane: _Lane,
+        batch: _Batch,
+        live: list[Job],
+        limiter: RateLimiter,
+        share: ShareLimit | None,
+    ) -> bool:
+        """Take quota for the next attempt; False if the quota cannot fit it in its deadline."""
+        deadlines = [job.deadline for job in live]
+        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        asked = self._clock()
+        try:
+            await limiter.acquire(min(job.priority for job in live), deadline=deadline, share=share)
+        except QuotaDeadlineError as exc:  # this attempt was never sent
+            self._count_error(exc)
+            # After an earlier attempt, the caller gets that attempt's error: it may have been
+            # applied (a 5xx), and "it was not sent" would be untrue of the call.
+            error = batch.last_error if batch.attempts and batch.last_error else exc
+            for job in live:
+                job._finish(result=None, error=error, attempts=batch.attempts)
+            lane.batch = None
+            return False
+        waited = self._clock() - asked
+        if waited > 0:
+            for job in live:
+                job.quota_wait += waited
+        return True
+
     async def _launch(self, lane: _Lane, batch: _Batch, live: list[Job]) -> None:
         """Wait out any backoff, take quota and a slot, and put one attempt on the wire."""
         if batch.retry_at is not None:
             await anyio.sleep_until(batch.retry_at)
         first = live[0]
-        deadlines = [job.deadline for job in live]
-        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
         priority = min(job.priority for job in live)
         limiter = self._limiters.get(OPERATIONS[first.operation].category)
         share = None if priority is Priority.INTERACTIVE else first.share
-        if limiter is not None:
-            asked = self._clock()
-            try:
-                await limiter.acquire(priority, deadline=deadline, share=share)
-                waited = self._clock() - asked
-                if waited > 0:
-                    for job in live:
-                        job.quota_wait += waited
-            except QuotaDeadlineError as exc:  # refused before sending: nothing was applied
-                self._count_error(exc)
-                for job in live:
-                    job._finish(result=None, error=exc, attempts=batch.attempts)
-                lane.batch = None
-                return
+        if limiter is not None and not await self._admit(lane, batch, live, limiter, share):
+            return
+        admitted = self._clock()  # the round trip the limiter learns starts here
         try:
             await self._slots.acquire()
         except BaseException:
@@ -651,6 +671,7 @@ class Dispatcher:
             carried, attempt=batch.attempts, started=time.perf_counter()
         )
         flight.request = (params, secrets)
+        flight.admitted = admitted
         task = flight.task = asyncio.get_running_loop().create_task(
             self._transport.call(first.operation, params, secrets=secrets)
         )
@@ -685,7 +706,7 @@ class Dispatcher:
         throttled = False
         if error is None:
             if limiter is not None:
-                limiter.record(throttled=False, latency=time.perf_counter() - flight.started)
+                limiter.record(throttled=False, latency=self._clock() - flight.admitted)
         elif not isinstance(error, ClientClosedError):
             kind = classify(error) if isinstance(error, AiocognitoError) else RetryClass.PERMANENT
             if kind is RetryClass.THROTTLE and isinstance(error, CognitoError):
@@ -696,7 +717,7 @@ class Dispatcher:
             if limiter is not None and isinstance(error, CognitoError) and error.status is not None:
                 limiter.record(
                     throttled=kind is RetryClass.THROTTLE,
-                    latency=time.perf_counter() - flight.started,
+                    latency=self._clock() - flight.admitted,
                 )
             self._count_error(error)
         if self.on_attempt is not None:
@@ -777,6 +798,7 @@ class Dispatcher:
             lane.batch = None
             return
         batch.retry_at = anyio.current_time() + delay
+        batch.last_error = error
 
     def _count_error(self, error: BaseException) -> None:
         key = error_code(error)
