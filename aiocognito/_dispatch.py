@@ -456,7 +456,8 @@ class Dispatcher:
                 + (
                     " before an answer came; the change may still be applied"
                     if job.sent
-                    else " while it waited behind earlier changes to the same user; it was not sent"
+                    else " while it waited (for the user's earlier changes, for quota or for a"
+                    " connection); it was not sent"
                 )
             )
         if job.error is not None:
