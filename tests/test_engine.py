@@ -340,11 +340,12 @@ async def test_interactive_goes_before_queued_bulk() -> None:
     async with anyio.create_task_group() as tg:
         for i in range(6):
             tg.start_soon(take, f"bulk{i}", Priority.BULK)
-        await wait_until(lambda: limiter.statistics().queued == 6)
+        await wait_until(lambda: limiter.statistics().queued + len(order) == 6)
+        served_before = len(order)  # pacing goes on in real time while the web call arrives
         tg.start_soon(take, "web", Priority.INTERACTIVE)
-        await wait_until(lambda: limiter.statistics().queued == 7)
+        await wait_until(lambda: len(limiter._queues[Priority.INTERACTIVE]) == 1 or "web" in order)
     # At most the bulk head that was already due goes first; the web call skips the queue.
-    assert order.index("web") <= 1
+    assert order.index("web") <= served_before + 1
     assert [n for n in order if n != "web"] == [f"bulk{i}" for i in range(6)]
 
 
