@@ -365,7 +365,12 @@ async def test_quota_deadline_fails_fast_without_sending() -> None:
     transport = FakeTransport()
     limits = aiocognito.Limits(user_update_rps=1.0, adaptive=False)
     async with client(transport, limits=limits) as cognito:
+        # Pace on a fixed beat: the next token is a whole second away, so the outcome does not
+        # depend on the dither's draw (which may make a request due sooner).
+        bucket = cognito._limiters["UserUpdate"]._bucket
+        bucket.dither = None
         await cognito.admin_update_user_attributes("alice", {"nickname": "a"})
+        bucket.need = 1.0
         started = anyio.current_time()
         with pytest.raises(aiocognito.QuotaDeadlineError) as info:
             await cognito.admin_update_user_attributes("bob", {"nickname": "b"}, timeout=0.2)
