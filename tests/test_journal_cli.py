@@ -21,6 +21,7 @@ import pytest
 
 from aiocognito._bulkcli import UpdateSettings, run_update
 from aiocognito.testing import CustomAttribute, FakeCognito, Fault, PoolInfo
+from tests.test_bulk_cli import _wait_for_rows as wait_for_rows
 from tests.test_journal import TRACKED, journal_failing_after, tracked
 
 USERS = 40
@@ -90,28 +91,6 @@ def expected_state(
             else:
                 state[row["username"]].pop(name, None)
     return state
-
-
-def wait_for_rows(journal: Path, count: int) -> None:
-    """Wait, within a bound, until another process's journal records ``count`` finished rows.
-
-    The writer is another process, so there is no event to wait on: poll its journal.
-    """
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if journal.exists():
-            try:
-                db = sqlite3.connect(f"file:{journal}?mode=ro", uri=True)
-                try:
-                    n = db.execute("SELECT COUNT(*) FROM rows WHERE status = 'ok'").fetchone()[0]
-                finally:
-                    db.close()
-                if n >= count:
-                    return
-            except sqlite3.OperationalError:
-                pass  # not created yet
-        time.sleep(0.02)
-    raise AssertionError(f"the journal never reached {count} finished rows")
 
 
 def test_sigkill_at_random_moments_then_resume_matches_the_model(
