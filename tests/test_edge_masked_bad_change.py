@@ -9,9 +9,7 @@ import anyio
 
 import aiocognito
 from aiocognito.testing import CustomAttribute, FakeCognito, PoolInfo
-
-UNLIMITED = aiocognito.Limits(user_update_rps=None, user_read_rps=None, adaptive=False)
-FAST_RETRY = aiocognito.RetryPolicy(backoff_base=0.001, backoff_cap=0.001)
+from tests.test_engine_adversity import connect
 
 
 async def _apply(
@@ -23,15 +21,7 @@ async def _apply(
     together: bool,
 ) -> tuple[dict[str, object], int]:
     outcomes: dict[str, object] = {}
-    async with aiocognito.CognitoClient(
-        region_name="us-east-1",
-        user_pool_id=pool.id,
-        endpoint_url=fake.endpoint_url,
-        limits=UNLIMITED,
-        retry=FAST_RETRY,
-        aws_access_key_id="k",
-        aws_secret_access_key="s",
-    ) as cognito:
+    async with connect(fake, pool) as cognito:
 
         async def send(label: str, change: dict[str, str]) -> None:
             try:

@@ -20,9 +20,8 @@ import pytest
 import aiocognito
 from aiocognito import _journal
 from aiocognito.testing import CustomAttribute, FakeCognito, Fault, PoolInfo
-from tests.conftest import CREDENTIALS
+from tests.test_bulk import client
 
-FAST = aiocognito.Limits(user_update_rps=None, adaptive=False)
 TRACKED = ("custom:tier", "custom:seq", "nickname")
 Rows = Sequence[aiocognito.AttributeUpdate | aiocognito.BadRow]
 
@@ -35,17 +34,6 @@ async def fake() -> AsyncIterator[tuple[FakeCognito, PoolInfo]]:
         )
         server.seed_users(pool.id, 20)
         yield server, pool
-
-
-def client(fake: FakeCognito, pool: PoolInfo, **kwargs: Any) -> aiocognito.CognitoClient:
-    kwargs.setdefault("limits", FAST)
-    return aiocognito.CognitoClient(
-        region_name="us-east-1",
-        user_pool_id=pool.id,
-        endpoint_url=fake.endpoint_url,
-        **CREDENTIALS,
-        **kwargs,
-    )
 
 
 async def drain(bulk: aiocognito.BulkUpdate) -> list[aiocognito.UpdateOutcome]:
