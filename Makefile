@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "aiocognito needs Python 3.11+")'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,cli,otel]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,cli,otel,redis]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -37,7 +37,7 @@ unit: $(STAMP)
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,lint,cli,otel,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,lint,cli,otel,redis,bench]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)

@@ -300,7 +300,11 @@ class BulkUpdate:
         return self
 
     async def __anext__(self) -> UpdateOutcome:
-        assert self._receive is not None
+        if self._receive is None:
+            raise RuntimeError(
+                "a bulk update runs inside its context: "
+                "async with cognito.bulk_update(rows) as outcomes: async for outcome in outcomes"
+            )
         try:
             return await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):

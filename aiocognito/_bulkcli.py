@@ -28,6 +28,8 @@ import attrs
 
 import aiocognito
 
+from ._cliargs import redacted_url
+
 __all__ = ["UpdateSettings", "check_paths", "run_update", "validate_file"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -44,6 +46,7 @@ class UpdateSettings:
     profile: str | None = None
     rps: float | None = 25.0
     concurrency: int = 64
+    shared_quota_url: str | None = None  # None: $AIOCOGNITO_SHARED_QUOTA_URL, if set
     journal: str | None = None
     results: str | None = None
     failures: str | None = None
@@ -352,6 +355,7 @@ class _Progress:
         quota = self.quota
         share = f" ({rate / quota:.0%} of {quota:g}/s)" if quota and math.isfinite(quota) else ""
         counts = f"{stats.throttled:,} throttled, {stats.retries:,} retries, {rows.failed:,} failed"
+        share += fleet_text(stats)
         if self.mode == "rich":
             self._rich.update(
                 self._task,
@@ -398,6 +402,7 @@ def progress_record(
     admitted = stats.requests_sent - stats.throttled
     rate = admitted / elapsed if elapsed > 0 else 0.0
     left = max(total - rows.rows_done, 0)
+    update = stats.categories.get("UserUpdate")
     known_quota = quota is not None and math.isfinite(quota) and quota > 0
     return {
         "time": _utc_now(),
@@ -417,7 +422,34 @@ def progress_record(
         "quota_share": round(rate / quota, 4) if known_quota and quota else None,
         "eta_s": round(left / rate, 1) if rate > 0 and left else (0.0 if not left else None),
         "elapsed_s": round(elapsed, 1),
+        "quota_mode": update.mode if update else None,
+        "fleet_rate": update.fleet_rate if update else None,
+        "fleet_processes": update.fleet_processes if update else None,
     }
+
+
+def fleet_text(stats: aiocognito.ClientStatistics) -> str:
+    """The fleet's rate and processes for the progress line, when the quota is shared."""
+    update = stats.categories.get("UserUpdate")
+    if update is None or update.mode == "local":
+        return ""
+    if update.mode != "shared":
+        return f"; {update.mode} (redis unreachable)"
+    if update.fleet_rate is None:
+        return "; shared quota"
+    processes = update.fleet_processes or 1
+    return f"; fleet {update.fleet_rate:.1f}/s across {processes} process{'es' * (processes != 1)}"
+
+
+def _redacted(command: Sequence[str]) -> list[str]:
+    """The command line, with a shared-quota URL's password masked (it is printed)."""
+    parts = list(command)
+    for i, part in enumerate(parts):
+        if part == "--shared-quota-url" and i + 1 < len(parts):
+            parts[i + 1] = redacted_url(parts[i + 1])
+        elif part.startswith("--shared-quota-url="):
+            parts[i] = "--shared-quota-url=" + redacted_url(part.split("=", 1)[1])
+    return parts
 
 
 def _utc_now() -> str:
@@ -611,7 +643,11 @@ class _SetupError(Exception):
 async def _open_client(
     stack: contextlib.AsyncExitStack, settings: UpdateSettings
 ) -> aiocognito.CognitoClient:
-    limits = aiocognito.Limits(max_concurrency=settings.concurrency, user_update_rps=settings.rps)
+    limits = aiocognito.Limits(
+        max_concurrency=settings.concurrency,
+        user_update_rps=settings.rps,
+        shared_quota_url=settings.shared_quota_url,
+    )
     try:
         client = aiocognito.CognitoClient(
             region_name=settings.region,
@@ -687,7 +723,9 @@ def _report(
     print(f"results:  {outputs.results_path}", file=out)
     print(f"failures: {outputs.failures_path} ({outputs.failures_written:,} rows)", file=out)
     if interrupted:
-        command = list(settings.command) or ["aiocognito", "update", "--input", settings.input]
+        command = _redacted(settings.command) or [
+            "aiocognito", "update", "--input", settings.input,
+        ]  # fmt: skip
         if "--journal" not in command:
             command += ["--journal", journal]
         print("stopped early; finished rows are in the journal. Resume with:", file=out)

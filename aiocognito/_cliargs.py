@@ -21,7 +21,9 @@ __all__ = [
     "port",
     "positive_rate",
     "rate",
+    "redacted_url",
     "region",
+    "shared_quota_url",
 ]
 
 
@@ -105,3 +107,22 @@ def endpoint_url(text: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise argparse.ArgumentTypeError(f"expected an http:// or https:// URL, got {text!r}")
     return text
+
+
+def shared_quota_url(text: str) -> str:
+    """A Redis URL for the fleet's shared quota (checked as ``Limits`` checks it)."""
+    from ._config import Limits  # noqa: PLC0415 - the CLI's import stays light
+
+    try:
+        Limits(shared_quota_url=text)
+    except ValueError as exc:
+        # Never echo the URL itself: it may hold a password.
+        raise argparse.ArgumentTypeError(f"{exc}; got {redacted_url(text)!r}") from None
+    return text
+
+
+def redacted_url(text: str) -> str:
+    """``text`` (a URL) with its password masked, for printing."""
+    from ._config import redact_url  # noqa: PLC0415
+
+    return redact_url(text) or ""

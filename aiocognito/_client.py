@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -111,7 +112,10 @@ class CognitoClient:
             :func:`~aiocognito.otel.instrument` also takes providers of your own.
 
     Raises:
-        ConfigurationError: ``instrument=True`` without opentelemetry-api installed.
+        ConfigurationError: ``instrument=True`` without opentelemetry-api installed, or a
+            shared quota (``Limits.shared_quota_url`` or ``AIOCOGNITO_SHARED_QUOTA_URL``)
+            without redis-py installed.
+        ValueError: ``AIOCOGNITO_SHARED_QUOTA_URL`` is not a Redis URL.
     """
 
     def __init__(
@@ -137,6 +141,7 @@ class CognitoClient:
         self._endpoint_url = endpoint_url
         self.limits = limits if limits is not None else Limits()
         self.retry = retry if retry is not None else RetryPolicy()
+        self._shared_quota_url = _shared_quota_url(self.limits)
         self._transport: Transport = AiobotocoreTransport(
             region_name=region_name,
             endpoint_url=endpoint_url,
@@ -193,17 +198,33 @@ class CognitoClient:
         if self._state is ClientState.CLOSED:
             raise RuntimeError("CognitoClient was closed and cannot be reopened; create a new one")
         limits = self.limits
-        group = limits.quota_group or f"{self._region_name or ''}|{self._endpoint_url or 'aws'}"
-        self._limiters = {
-            category: shared_limiter(group, category, ceiling, adaptive=limits.adaptive)
-            for category, ceiling in (
-                ("UserUpdate", limits.user_update_rps),
-                ("UserRead", limits.user_read_rps),
-            )
-        }
-        for limiter in self._limiters.values():
-            limiter.on_rate_change = _log.rate_changed  # shared limiters: the same hook
         await self._transport.open()
+        try:
+            group = await self._quota_group()
+            limiters = {
+                category: shared_limiter(
+                    group,
+                    category,
+                    ceiling,
+                    adaptive=limits.adaptive,
+                    shared_quota_url=self._shared_quota_url,
+                )
+                for category, ceiling in (
+                    ("UserUpdate", limits.user_update_rps),
+                    ("UserRead", limits.user_read_rps),
+                )
+            }
+            for limiter in limiters.values():
+                limiter.on_rate_change = _log.rate_changed  # shared limiters: the same hook
+                await limiter.attach()
+                self._limiters[limiter.category] = limiter
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                for limiter in self._limiters.values():
+                    await limiter.detach()
+                self._limiters = {}
+                await self._transport.aclose()
+            raise
         self._dispatcher = Dispatcher(
             self._transport, limits=limits, retry=self.retry, limiters=self._limiters
         )
@@ -238,8 +259,21 @@ class CognitoClient:
                 if self._dispatcher is not None:
                     await self._dispatcher.aclose()
                 await self._transport.aclose()
+                for limiter in self._limiters.values():
+                    await limiter.detach()
         finally:
             self._closed.set()
+
+    async def _quota_group(self) -> str:
+        """Which clients share quota: named, the account's (via STS), or region and endpoint."""
+        group = self.limits.quota_group
+        region = self._region_name or ""
+        if group == "account":
+            account_id = getattr(self._transport, "account_id", None)
+            if account_id is None:
+                raise ConfigurationError("quota_group='account' needs the AWS transport")
+            return f"account={await account_id()}|{region}"
+        return group or f"{region}|{self._endpoint_url or 'aws'}"
 
     def statistics(self) -> ClientStatistics:
         """Return a snapshot of the client's state and counters."""
@@ -671,3 +705,25 @@ def client_over(transport: Transport, **options: Any) -> CognitoClient:
     client = CognitoClient(**options)
     client._transport = transport
     return client
+
+
+#: The environment variable that turns on the fleet mode when ``Limits.shared_quota_url`` is None.
+SHARED_QUOTA_ENV = "AIOCOGNITO_SHARED_QUOTA_URL"
+
+
+def _shared_quota_url(limits: Limits) -> str | None:
+    """The Redis URL of the fleet's quota, if any; checks the redis extra is installed."""
+    url = limits.shared_quota_url
+    if url is None:
+        url = os.environ.get(SHARED_QUOTA_ENV) or None
+        if url is not None:
+            try:
+                Limits(shared_quota_url=url)  # the same validation as the argument
+            except ValueError as exc:
+                raise ValueError(f"{SHARED_QUOTA_ENV}: {exc}") from None
+    if not url:
+        return None
+    from ._fleet import require_redis  # noqa: PLC0415
+
+    require_redis()
+    return url

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from attrs import field, frozen, validators
 
 __all__ = ["Limits", "RetryPolicy"]
@@ -15,6 +17,38 @@ def _optional_positive_rate(_inst: object, attribute: object, value: float | Non
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         name = getattr(attribute, "name", "rate")
         raise ValueError(f"{name} must be a positive number of requests per second or None")
+
+
+#: Where a shared quota may live: Redis over TCP, over TLS, or on a Unix socket.
+SHARED_QUOTA_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _check_shared_quota_url(_inst: object, _attribute: object, value: str | None) -> None:
+    if value is None or value == "":
+        return
+    if not isinstance(value, str):
+        raise TypeError("shared_quota_url must be a string (a redis://, rediss:// or unix:// URL)")
+    scheme = urlsplit(value).scheme
+    if scheme not in SHARED_QUOTA_SCHEMES:
+        kind = scheme or "bare"
+        raise ValueError(
+            f"shared_quota_url must be a redis://, rediss:// or unix:// URL, not a {kind} one"
+        )
+
+
+def redact_url(url: str | None) -> str | None:
+    """``url`` with its password (if any) masked as ``***``: safe for reprs and logs."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    user = (parts.username or "") + ":***"
+    return parts._replace(netloc=f"{user}@{parts.netloc.rpartition('@')[2]}").geturl()
+
+
+def _hide_password(url: str | None) -> str:
+    return repr(redact_url(url))
 
 
 @frozen(kw_only=True)
@@ -35,7 +69,16 @@ class Limits:
             means no limit at all.
         quota_group: Which clients share one set of quota buckets. Clients on one event loop
             with the same group share; by default the group is the region and endpoint, so
-            clients for two AWS accounts in one process should each name theirs.
+            clients for two AWS accounts in one process (or sharing one Redis) must each name
+            theirs. ``"account"`` derives it from the credentials' AWS account id (one STS
+            GetCallerIdentity call when the client opens) plus the region.
+        shared_quota_url: A Redis URL (``redis://host:6379/0``, ``rediss://`` for TLS, or
+            ``unix:///path/redis.sock``) that turns on the fleet mode: every process and host
+            with the same URL and quota group draws from one bucket per category there, and
+            adapts to throttling together. Needs the ``aiocognito[redis]`` extra. ``None``
+            reads the ``AIOCOGNITO_SHARED_QUOTA_URL`` environment variable when the client
+            opens; ``""`` turns the fleet mode off even if that is set. If Redis fails, calls
+            go on under the process's own limiter (see ``statistics().categories``).
     """
 
     max_concurrency: int = field(default=64, validator=_positive_int)
@@ -43,6 +86,9 @@ class Limits:
     user_read_rps: float | None = field(default=120.0, validator=_optional_positive_rate)
     adaptive: bool = True
     quota_group: str | None = None
+    shared_quota_url: str | None = field(
+        default=None, validator=_check_shared_quota_url, repr=_hide_password
+    )
 
 
 @frozen(kw_only=True)

@@ -155,6 +155,11 @@ class CategoryStatistics:
         queued: Callers waiting for quota now.
         cuts: Times the rate was cut and the cut confirmed.
         noise_tolerance: The throttled fraction treated as noise, not as the quota.
+        mode: ``local`` (this process paces itself), ``shared`` (the fleet's bucket in
+            Redis paces every process) or ``local fallback`` (shared, but Redis is failing).
+        fleet_rate: With a shared quota, the fleet's allowed rate as last seen; else None.
+        fleet_processes: With a shared quota, the processes that drew from the fleet's bucket
+            in the last second, as last seen; else None.
     """
 
     category: str
@@ -166,6 +171,9 @@ class CategoryStatistics:
     queued: int
     cuts: int
     noise_tolerance: float
+    mode: str = "local"
+    fleet_rate: float | None = None
+    fleet_processes: int | None = None
 
 
 @frozen
@@ -512,6 +520,12 @@ class RateLimiter:
 
     # -- configuration shared between clients ------------------------------------------------
 
+    async def attach(self) -> None:
+        """A client opened on this limiter. (A local limiter holds no connection.)"""
+
+    async def detach(self) -> None:
+        """A client using this limiter closed."""
+
     def lower_ceiling(self, ceiling: float | None) -> None:
         """A second client joined with a lower configured quota: honour the lower one."""
         current = self._rate.ceiling
@@ -696,24 +710,40 @@ class RateLimiter:
         )
 
 
-_SHARED: anyio.lowlevel.RunVar[dict[tuple[str, str], RateLimiter]] = anyio.lowlevel.RunVar(
+_SHARED: anyio.lowlevel.RunVar[dict[tuple[str, str, str], RateLimiter]] = anyio.lowlevel.RunVar(
     "aiocognito_limiters"
 )
 
 
 def shared_limiter(
-    group: str, category: str, ceiling: float | None, *, adaptive: bool
+    group: str,
+    category: str,
+    ceiling: float | None,
+    *,
+    adaptive: bool,
+    shared_quota_url: str | None = None,
 ) -> RateLimiter:
-    """The limiter for ``(group, category)`` on the current event loop, created on first use."""
+    """The limiter for ``(group, category)`` on the current event loop, created on first use.
+
+    With ``shared_quota_url`` (and a quota to pace: told, or adaptive), the limiter draws from
+    the fleet's bucket in Redis (:class:`aiocognito._fleet.FleetLimiter`).
+    """
     try:
         registry = _SHARED.get()
     except LookupError:
         registry = {}
         _SHARED.set(registry)
-    key = (group, category)
+    shared = shared_quota_url if (ceiling is not None or adaptive) else None
+    key = (group, category, shared or "")
     limiter = registry.get(key)
     if limiter is None:
-        limiter = registry[key] = RateLimiter(category, ceiling, adaptive=adaptive)
+        if shared:
+            from ._fleet import FleetLimiter  # noqa: PLC0415 - the optional redis extra
+
+            limiter = FleetLimiter(category, ceiling, adaptive=adaptive, url=shared, group=group)
+        else:
+            limiter = RateLimiter(category, ceiling, adaptive=adaptive)
+        registry[key] = limiter
     else:
         limiter.lower_ceiling(ceiling)
     return limiter

@@ -42,6 +42,7 @@ from ._errors import (
     TooManyRequestsError,
     TransportError,
     error_class_for_code,
+    error_code,
 )
 from ._operations import OPERATIONS
 from ._protocol import Transport
@@ -211,6 +212,8 @@ class AiobotocoreTransport:
         self._user_agent_extra = user_agent_extra
         self._stack: contextlib.AsyncExitStack | None = None
         self._methods: dict[str, Any] = {}
+        self._session: aiobotocore.session.AioSession | None = None
+        self._region: str | None = None
 
     def _config(self, region: str, *, signed: bool) -> AioConfig:
         options: dict[str, Any] = {
@@ -264,7 +267,46 @@ class AiobotocoreTransport:
             await stack.aclose()
             raise
         self._stack = stack
+        self._session, self._region = session, region
         _install_log_filter()
+
+    async def account_id(self) -> str:
+        """The AWS account id of the admin credentials (one STS GetCallerIdentity call).
+
+        STS is reached at ``endpoint_url`` when one is set (moto serves every service there).
+
+        Raises:
+            ConfigurationError: The transport is not open, or STS refused or failed.
+        """
+        if self._session is None or self._region is None:
+            raise ConfigurationError("the transport must be open to find the account id")
+        key_id, secret, token = self._credentials
+        try:
+            async with self._session.create_client(
+                "sts",
+                region_name=self._region,
+                endpoint_url=self._endpoint_url,
+                aws_access_key_id=key_id,
+                aws_secret_access_key=secret,
+                aws_session_token=token,
+                config=AioConfig(
+                    connect_timeout=self._connect_timeout,
+                    read_timeout=self._read_timeout,
+                    retries={"total_max_attempts": 3, "mode": "standard"},
+                ),
+            ) as sts:
+                identity = await sts.get_caller_identity()
+        except (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError) as exc:
+            raise ConfigurationError(
+                "quota_group='account' needs the credentials' account id; STS "
+                f"GetCallerIdentity failed ({error_code(exc)})"
+            ) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise ConfigurationError(
+                "quota_group='account' needs the credentials' account id; STS could not be "
+                f"reached ({type(exc).__name__})"
+            ) from None
+        return str(identity["Account"])
 
     async def call(
         self, operation: str, params: Mapping[str, Any], *, secrets: Sequence[str] = ()
@@ -288,6 +330,7 @@ class AiobotocoreTransport:
         """Close both clients and their connection pools."""
         stack, self._stack = self._stack, None
         self._methods.clear()
+        self._session = None
         if stack is not None:
             await stack.aclose()
 

@@ -10,7 +10,15 @@ from collections.abc import Sequence
 
 from . import AttributeUpdate, AttributeValidationError
 from ._bulkcli import UpdateSettings, check_paths, run_update, validate_file
-from ._cliargs import Parser, at_least, endpoint_url, positive_rate, rate, region
+from ._cliargs import (
+    Parser,
+    at_least,
+    endpoint_url,
+    positive_rate,
+    rate,
+    region,
+    shared_quota_url,
+)
 
 __all__ = ["main"]
 
@@ -60,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the UserUpdate quota in requests/s, or 'none' to discover it (default 25)",
     )
     update.add_argument("--concurrency", type=at_least(1), default=64, metavar="N")
+    update.add_argument(
+        "--shared-quota-url",
+        type=shared_quota_url,
+        metavar="URL",
+        help="share the account's quota with other processes through Redis (redis://, "
+        "rediss:// or unix://; needs aiocognito[redis]); default: $AIOCOGNITO_SHARED_QUOTA_URL",
+    )
     update.add_argument("--journal", metavar="FILE", help="default: INPUT's name + .journal")
     update.add_argument(
         "--results",
@@ -127,6 +142,7 @@ def _update(
         profile=args.profile,
         rps=args.rps,
         concurrency=args.concurrency,
+        shared_quota_url=args.shared_quota_url,
         journal=args.journal,
         results=args.results,
         failures=args.failures,

@@ -6,6 +6,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypedDict
 
 import attrs
@@ -13,6 +14,7 @@ import pytest
 from hypothesis import settings
 
 from tests.fakes import FakeTransport
+from tests.redis_server import RedisServer, redis_server_binary
 
 # `HYPOTHESIS_PROFILE=long make test` (or pytest) runs the model-based tests much longer: 1,000
 # examples of 50 steps unless AIOCOGNITO_LONG_EXAMPLES says otherwise (about 2 s an example).
@@ -146,3 +148,20 @@ def moto_pool(moto_url: str) -> BotoPool:
 @pytest.fixture
 def fake_transport() -> FakeTransport:
     return FakeTransport()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A real redis-server of the test's own, on a free port, persistence off; stopped after."""
+    binary = redis_server_binary()
+    if binary is None:
+        pytest.fail(
+            "the fleet tests need redis-server: apt-get install redis-server (.ci/run does), "
+            "or set AIOCOGNITO_REDIS_SERVER to its path"
+        )
+    server = RedisServer(binary, tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -13,6 +13,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from aiocognito.testing import CustomAttribute, FakeCognito
+from tests.redis_server import RedisServer
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -125,3 +126,16 @@ async def test_observability_example(caplog: pytest.LogCaptureFixture) -> None:
     cuts = [r for r in caplog.records if getattr(r, "event", None) == "rate_change"]
     assert cuts
     assert cuts[0].reason == "cut"  # type: ignore[attr-defined]
+
+
+@pytest.mark.redis
+def test_fleet_example(redis_server: RedisServer, capsys: pytest.CaptureFixture[str]) -> None:
+    example = load("fleet")
+    reports = example.main(
+        ["--workers", "2", "--updates", "80", "--quota", "40", "--redis-url", redis_server.url]
+    )
+    assert [r["ok"] for r in reports] == [40, 40]
+    assert [r["mode"] for r in reports] == ["shared", "shared"]
+    table = capsys.readouterr().out
+    assert "all" in table
+    assert "quota 40/s" in table

@@ -1,0 +1,648 @@
+"""The fleet: one account quota shared by every process and host, through Redis.
+
+Cognito's quotas belong to the AWS account and region, not to a process: a web backend's
+workers, a migration and a nightly sync all draw from the same 25 requests/s. Limiters that
+pace themselves alone only learn about each other by being throttled. With
+``Limits(shared_quota_url=...)`` every process draws from one bucket kept in Redis instead.
+
+The bucket. One hash per quota group and category (``aiocognito:<group>:<category>:bucket``)
+holds a GCRA bucket: its *theoretical arrival time* (``tat``) and the fleet's allowed rate. One
+Lua script (:data:`_TAKE`), run atomically by Redis, does everything a request needs in one
+round trip:
+
+* it takes up to ``wanted`` tokens, or says how long until the next one. GCRA keeps one
+  number per bucket (no refill loop), and a rate change applies from the next token on. The
+  burst is ``BURST_SECONDS`` of the rate, as in the local limiter;
+* it reports this process's answers since its last call (sent, throttled) into the fleet's
+  counters;
+* it keeps the fleet's *judge* (below) elected, and stores the rate the judge decided;
+* it counts the processes that drew in the last ``PROCESS_WINDOW`` seconds (a sorted set).
+
+Times are Redis's own (``TIME``), so hosts need not agree on their clocks. Every key carries a
+TTL (``KEY_TTL``), renewed on use, so nothing outlives a fleet that stopped.
+
+Leasing. At high rates one round trip per request would make Redis the bottleneck, so a process
+with several callers waiting takes a few tokens at once: at most ``LEASE_SECONDS`` of the rate,
+never more than it has callers waiting, and never beyond the bucket's burst. A token leased but
+not used (its caller went away, or a request was never sent) is kept for ``BURST_SECONDS`` and
+then dropped: quota lost, never quota overdrawn.
+
+Shared adaptation. The adaptive rules of :mod:`aiocognito._limits` are unchanged, but they judge
+the *fleet's* answers: every process adds its answers to counters in Redis, and one process, the
+judge (the one holding a lease that the script renews while it keeps taking), pulls the
+counters every ``PULL_EVERY`` seconds into its :class:`~aiocognito._limits._AdaptiveRate` and
+writes the resulting rate back with its next take. So four processes discover an unknown quota
+together, as fast as one process would alone, and nobody's throttles pass for noise. A judge
+that stops taking loses the lease after ``JUDGE_LEASE`` seconds and a process still taking
+becomes the judge, starting from the rate and the state the last judge stored. A configured
+quota is a ceiling for the whole fleet: each process clamps the shared rate to its own, so the
+lowest configured quota wins, as it does between clients in one process.
+
+Priority. Interactive calls go ahead of bulk work in every process: a bulk caller may take a
+token only while the bucket keeps ``RESERVE_SHARE`` of its burst (at least one token, when the
+burst holds two or more) for interactive callers. A bulk job's ``max_share`` caps its share of
+the fleet's rate, since the rate its :class:`~aiocognito._limits.ShareLimit` is paced from is the
+fleet's.
+
+Redis failing never fails a call. A round trip over ``REDIS_BUDGET`` (slow), a connection error
+(unreachable) or any Redis error falls back, within that request, to the process's own adaptive
+limiter. It starts at the fleet's rate divided by the processes last seen drawing (this
+process's fair share), logs one WARNING on the ``aiocognito`` logger, and reconnects in the
+background with capped, jittered backoff. When Redis answers again the process rejoins; keys
+lost in a restart are recreated, the bucket starting from this process's local rate times the
+processes it last saw. :meth:`FleetLimiter.statistics` says which mode it is in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import random
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from . import _log
+from ._errors import ConfigurationError
+from ._limits import (
+    BURST_SECONDS,
+    DEADLINE_MARGIN,
+    CategoryStatistics,
+    Priority,
+    RateLimiter,
+    ShareLimit,
+    _AdaptiveRate,
+    _Waiter,
+)
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+__all__ = ["LOCAL", "LOCAL_FALLBACK", "SHARED", "FleetLimiter", "require_redis"]
+
+#: Modes reported by ``CategoryStatistics.mode``.
+LOCAL = "local"
+SHARED = "shared"
+LOCAL_FALLBACK = "local fallback"
+
+REDIS_BUDGET = 0.05  # a take slower than this is "Redis is slow": fall back, never wait on it
+CONNECT_BUDGET = 1.0  # the first connection (TCP, TLS, AUTH) at open may take longer
+LEASE_SECONDS = 0.02  # take up to 20 ms of the rate at once: 2 tokens at 120/s, 1 at 25/s
+RESERVE_SHARE = 0.1  # bulk callers leave a tenth of the burst (at least 1 token) to interactive
+JUDGE_LEASE = 1.0  # a judge that has not taken for this long hands over to one that takes
+PULL_EVERY = 0.1  # the judge reads the fleet's counters this often: windows are 1 s long
+PROCESS_WINDOW = 1.0  # "processes drawing" counts those that took in the last second
+KEY_TTL = 3600  # seconds an idle fleet's keys live; renewed by every take
+RECONNECT_FIRST = 0.1  # the first reconnect attempt after a failure, in seconds...
+RECONNECT_CAP = 5.0  # ...doubling, with full jitter, up to this
+EPOCH = 1_700_000_000  # Redis TIME minus this keeps microseconds exact in a double
+
+# KEYS: 1 the bucket hash, 2 the processes' sorted set.
+# ARGV: 1 member, 2 wanted, 3 bulk (0/1), 4 answers, 5 throttled answers, 6 the judge's rate
+# ('' unless the caller judges), 7 the rate for a bucket not yet made, 8 the caller's ceiling
+# (''), 9 burst seconds, 10 reserve share, 11 judge lease, 12 pull every, 13 ttl,
+# 14 process window, 15 now ('' for Redis's TIME; tests pass one), 16 the judge's state ('').
+# Returns: granted, wait (s: until the tokens wanted are there; none were granted, or as many
+# again), rate, judges (0/1), pulled answers (-1 if none), pulled
+# throttles, processes, stored state (for a new judge), now.
+_TAKE = """
+local key, procs = KEYS[1], KEYS[2]
+local now
+if ARGV[15] ~= '' then
+  now = tonumber(ARGV[15])
+else
+  local t = redis.call('TIME')
+  now = (tonumber(t[1]) - EPOCH) + tonumber(t[2]) / 1000000
+end
+local member = ARGV[1]
+local answers, throttled = tonumber(ARGV[4]), tonumber(ARGV[5])
+if answers > 0 then redis.call('HINCRBY', key, 'answers', answers) end
+if throttled > 0 then redis.call('HINCRBY', key, 'throttled', throttled) end
+
+local judge = redis.call('HGET', key, 'judge')
+local judge_until = tonumber(redis.call('HGET', key, 'judge_until') or '0')
+local judges = 0
+local state = ''
+if judge == member or not judge or judge_until < now then
+  judges = 1
+  if judge ~= member then
+    redis.call('HSET', key, 'judge', member, 'pulled_at', now)
+    state = redis.call('HGET', key, 'state') or ''
+  else
+    if ARGV[6] ~= '' then redis.call('HSET', key, 'rate', ARGV[6]) end
+    if ARGV[16] ~= '' then redis.call('HSET', key, 'state', ARGV[16]) end
+  end
+  redis.call('HSET', key, 'judge_until', now + tonumber(ARGV[11]))
+end
+
+local stored = redis.call('HGET', key, 'rate')
+if not stored then
+  stored = ARGV[7]
+  redis.call('HSET', key, 'rate', stored)
+end
+local rate = tonumber(stored)
+if ARGV[8] ~= '' then rate = math.min(rate, tonumber(ARGV[8])) end
+
+local period = 1.0 / rate
+local capacity = math.max(1.0, rate * tonumber(ARGV[9]))
+local limit = capacity
+if ARGV[3] == '1' then
+  local reserve = math.max(1.0, math.floor(capacity * tonumber(ARGV[10]) + 0.5))
+  limit = math.max(1.0, capacity - reserve)
+  if capacity < 2.0 then limit = capacity end
+end
+local tat = tonumber(redis.call('HGET', key, 'tat') or '0')
+if tat < now then tat = now end
+local room = math.floor((now + limit * period - tat) / period + 1e-9)
+local wanted = math.max(1, math.min(tonumber(ARGV[2]), math.floor(limit)))
+local granted = math.max(0, math.min(wanted, room))
+local wait
+if granted > 0 then
+  -- Granted: the wait is until as many tokens are there again, so it need not ask before.
+  tat = tat + granted * period
+  redis.call('HSET', key, 'tat', tostring(tat))
+  wait = math.max(0, tat + wanted * period - now - limit * period)
+else
+  -- Refused: the wait is until all the tokens it wanted are there, to take them in one trip.
+  wait = tat + wanted * period - now - limit * period
+end
+
+local pulled, pulled_throttled = -1, 0
+if judges == 1 then
+  local pulled_at = tonumber(redis.call('HGET', key, 'pulled_at') or '0')
+  if now - pulled_at >= tonumber(ARGV[12]) then
+    pulled = tonumber(redis.call('HGET', key, 'answers') or '0')
+    pulled_throttled = tonumber(redis.call('HGET', key, 'throttled') or '0')
+    redis.call('HSET', key, 'answers', 0, 'throttled', 0, 'pulled_at', now)
+  end
+end
+
+redis.call('ZADD', procs, now, member)
+redis.call('ZREMRANGEBYSCORE', procs, '-inf', now - tonumber(ARGV[14]))
+local processes = redis.call('ZCARD', procs)
+redis.call('EXPIRE', key, tonumber(ARGV[13]))
+redis.call('EXPIRE', procs, tonumber(ARGV[13]))
+return {granted, tostring(wait), tostring(rate), judges, pulled, pulled_throttled, processes,
+        state, tostring(now)}
+""".replace("EPOCH", str(EPOCH))
+
+
+def require_redis() -> None:
+    """Raise :class:`ConfigurationError` naming the extra if redis-py is not installed."""
+    try:
+        import redis.asyncio  # noqa: F401, PLC0415
+    except ImportError as exc:
+        raise ConfigurationError(
+            "a shared quota needs redis-py: pip install 'aiocognito[redis]'"
+        ) from exc
+
+
+def queued(queues: tuple[deque[_Waiter], deque[_Waiter]]) -> int:
+    """Callers waiting in either queue."""
+    return len(queues[0]) + len(queues[1])
+
+
+class FleetLimiter(RateLimiter):
+    """Paces one quota category from a bucket in Redis shared by every process.
+
+    Falls back to the inherited local limiter whenever Redis fails; see the module docstring.
+    It is opened by each client that uses it (:meth:`attach`) and closes its connection when
+    the last one leaves (:meth:`detach`).
+
+    Args:
+        category: ``UserUpdate`` or ``UserRead``.
+        ceiling: The configured quota (a ceiling for the whole fleet), or None if unknown.
+        adaptive: Whether the fleet's rate adapts to throttling.
+        url: The Redis URL (``redis://``, ``rediss://`` or ``unix://``).
+        group: The quota group, which namespaces the keys.
+        clock: This process's clock for deadlines and windows.
+        connect: Builds the Redis client from the URL (tests pass their own).
+    """
+
+    def __init__(
+        self,
+        category: str,
+        ceiling: float | None,
+        *,
+        adaptive: bool,
+        url: str,
+        group: str,
+        clock: Callable[[], float] = time.monotonic,
+        connect: Callable[[str], Redis] | None = None,
+    ) -> None:
+        super().__init__(category, ceiling, adaptive=adaptive, clock=clock)
+        self._ceiling = ceiling
+        self._adaptive = adaptive
+        self._url = url
+        self._connect = connect
+        prefix = f"aiocognito:{group}:{category}"
+        self.keys = (f"{prefix}:bucket", f"{prefix}:processes")
+        self.member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._redis: Redis | None = None
+        self._script: Any = None
+        self._users = 0
+        self.mode = SHARED
+        self._log = _log.FallbackLog(
+            f"the shared {category} quota (redis)", "the local adaptive limiter"
+        )
+        self._reconnect: asyncio.Task[None] | None = None
+        self.fleet_rate: float | None = None  # the fleet's allowed rate, as last seen
+        self.processes = 0  # processes that drew in the last PROCESS_WINDOW, as last seen
+        self._judge: _AdaptiveRate | None = None  # the fleet's rate, while this process judges
+        self._answers = 0  # answers not yet reported to the fleet
+        self._throttles = 0
+        self._leased: deque[float] = deque()  # expiry instants of tokens taken ahead
+        self._due = -math.inf  # when the bucket will next have a token for us, as last told
+        self._waiting: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
+        self._local_scopes: set[anyio.CancelScope] = set()  # callers waiting locally
+        self.takes = 0  # round trips to Redis that answered
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def attach(self) -> None:
+        """A client opened on this limiter: connect if it is the first."""
+        self._users += 1
+        if self._redis is not None:
+            return
+        if self._connect is not None:
+            self._redis = self._connect(self._url)
+        else:
+            from redis.asyncio import Redis as RedisClient  # noqa: PLC0415
+
+            self._redis = RedisClient.from_url(
+                self._url, socket_connect_timeout=CONNECT_BUDGET, socket_timeout=CONNECT_BUDGET
+            )
+        self._script = self._redis.register_script(_TAKE)
+        self.mode = SHARED
+        try:
+            with anyio.fail_after(CONNECT_BUDGET):
+                await self._redis.ping()
+        except Exception as exc:
+            self._fall_back(exc)
+
+    async def detach(self) -> None:
+        """A client closed: disconnect when the last one has left."""
+        self._users = max(0, self._users - 1)
+        if self._users or self._redis is None:
+            return
+        redis, self._redis = self._redis, None
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+            self._reconnect = None
+        self._judge = None
+        with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_BUDGET):
+            await redis.aclose()
+
+    # -- pacing ------------------------------------------------------------------------------
+
+    def rate(self) -> float | None:
+        """The rate allowed now: the fleet's while shared, the local limiter's otherwise."""
+        if self.mode == SHARED and self.fleet_rate is not None:
+            return self.fleet_rate
+        return super().rate()
+
+    def _head_waiter(self) -> _Waiter | None:
+        for queue in self._waiting:
+            if queue:
+                return queue[0]
+        return None
+
+    def _wake_next(self) -> None:
+        head = self._head_waiter()
+        if head is not None:
+            head.wake.set()
+
+    def _lease(self, now: float) -> bool:
+        """Use a token taken ahead, if one is still fresh."""
+        while self._leased and self._leased[0] < now:
+            self._leased.popleft()
+        if self._leased:
+            self._leased.popleft()
+            return True
+        return False
+
+    async def acquire(
+        self,
+        priority: Priority = Priority.INTERACTIVE,
+        *,
+        deadline: float | None = None,
+        share: ShareLimit | None = None,
+    ) -> None:
+        """Wait for the fleet's quota to allow one request; see :meth:`RateLimiter.acquire`."""
+        while self.mode != SHARED:
+            if await self._acquire_locally(priority, deadline, share):
+                return None
+        if deadline is not None:
+            ahead = sum(len(q) for q in self._waiting[: priority + 1])
+            rate = self.fleet_rate or super().rate() or 1.0
+            self._too_late(self._clock() + ahead / rate, deadline, ahead)
+        waiter = _Waiter(priority, share)
+        queue = self._waiting[priority]
+        queue.append(waiter)
+        try:
+            while True:
+                if self.mode != SHARED:  # Redis failed meanwhile: go on locally
+                    queue.remove(waiter)
+                    self._wake_next()
+                    return await self.acquire(priority, deadline=deadline, share=share)
+                waiter.wake = anyio.Event()
+                if self._head_waiter() is not waiter:
+                    await self._wait_turn(waiter, priority, deadline)
+                    continue
+                wait = await self._turn(priority, deadline, share)
+                if wait is None:
+                    continue  # Redis failed: the loop goes on locally
+                if wait == 0.0:
+                    queue.popleft()
+                    self._wake_next()
+                    return None
+                with anyio.move_on_after(wait):
+                    await waiter.wake.wait()
+        except BaseException:
+            if waiter in queue:
+                was_head = self._head_waiter() is waiter
+                queue.remove(waiter)
+                if was_head:
+                    self._wake_next()
+            raise
+
+    async def _acquire_locally(
+        self, priority: Priority, deadline: float | None, share: ShareLimit | None
+    ) -> bool:
+        """Wait under the local limiter; False if Redis came back first (then share again).
+
+        A caller left in the local queue after the fleet is back would be paced locally *and*
+        the fleet's bucket would pace the new ones: together, over the quota.
+        """
+        with anyio.CancelScope() as scope:
+            self._local_scopes.add(scope)
+            try:
+                await super().acquire(priority, deadline=deadline, share=share)
+                return True
+            finally:
+                self._local_scopes.discard(scope)
+        return False
+
+    async def _wait_turn(self, waiter: _Waiter, priority: Priority, deadline: float | None) -> None:
+        """Wait behind the head; give up while the call can still fail cleanly."""
+        if deadline is None:
+            await waiter.wake.wait()
+            return
+        give_up = deadline - self.round_trip() - DEADLINE_MARGIN - self._clock()
+        with anyio.move_on_after(max(give_up, 0.0)) as scope:
+            await waiter.wake.wait()
+        if scope.cancelled_caught:
+            ahead = sum(len(q) for q in self._waiting[: priority + 1]) - 1
+            self._too_late(deadline, deadline, ahead)
+
+    async def _turn(
+        self, priority: Priority, deadline: float | None, share: ShareLimit | None
+    ) -> float | None:
+        """The head's turn: 0.0 if it has its token, else the seconds to wait; None on failure."""
+        now = self._clock()
+        wait = 0.0
+        if share is not None:
+            wait = share._ready(now, self.fleet_rate or super().rate() or 1.0)
+        if wait == 0.0 and not self._leased:
+            wait = max(0.0, self._due - now)  # the bucket has no token for us before then
+        if wait == 0.0:
+            self._too_late(now, deadline, 0)
+            if not self._lease(now):
+                # An interactive caller asks for its own token; bulk ones, for all the callers
+                # waiting (leased: up to LEASE_SECONDS of the rate).
+                wanted = 1 if priority is Priority.INTERACTIVE else queued(self._waiting)
+                taken = await self._draw(priority, wanted)
+                if taken is None or taken > 0.0:
+                    return taken
+            if share is not None:
+                share._take()
+            self._sent += 1
+            return 0.0
+        # The rate may have fallen since the estimate: check again at every turn.
+        self._too_late(self._clock() + wait, deadline, 0)
+        return wait
+
+    async def _draw(self, priority: Priority, wanted: int) -> float | None:
+        """One round trip: take tokens (0.0), or the wait for the next; None if Redis failed."""
+        assert self._script is not None
+        rate = self.fleet_rate or super().rate() or 1.0
+        wanted = max(1, min(wanted, math.floor(rate * LEASE_SECONDS)))
+        answers, throttles = self._answers, self._throttles
+        self._answers = self._throttles = 0
+        now = self._clock()
+        judged = self._judge is not None
+        args = [
+            self.member,
+            wanted,
+            1 if priority is Priority.BULK else 0,
+            answers,
+            throttles,
+            repr(self._judge.rate(now)) if self._judge is not None else "",
+            repr(self._start_rate()),
+            "" if self._ceiling is None else repr(float(self._ceiling)),
+            BURST_SECONDS,
+            RESERVE_SHARE,
+            JUDGE_LEASE,
+            PULL_EVERY,
+            KEY_TTL,
+            PROCESS_WINDOW,
+            "",
+            self._state() if judged else "",
+        ]
+        try:
+            with anyio.fail_after(REDIS_BUDGET):
+                reply = await self._script(keys=list(self.keys), args=args)
+        except Exception as exc:
+            self._answers += answers
+            self._throttles += throttles
+            self._fall_back(exc)
+            return None
+        self.takes += 1
+        self._log.reachable()
+        granted, wait, fleet_rate, judges, pulled, pulled_throttles, processes, state = (
+            int(reply[0]),
+            float(reply[1]),
+            float(reply[2]),
+            int(reply[3]),
+            int(reply[4]),
+            int(reply[5]),
+            int(reply[6]),
+            reply[7],
+        )
+        self.fleet_rate = fleet_rate
+        self.processes = processes
+        now = self._clock()
+        if judges:
+            if self._judge is None:
+                text = state.decode() if isinstance(state, bytes) else str(state)
+                self._judge = self._new_judge(now, fleet_rate, text)
+            if pulled >= 0:
+                self._feed(now, pulled, pulled_throttles)
+        else:
+            self._judge = None
+        if granted == 0:
+            return max(wait, 0.0)
+        self._due = now + wait
+        for _ in range(granted - 1):
+            self._leased.append(now + BURST_SECONDS)
+        return 0.0
+
+    def _start_rate(self) -> float:
+        """The rate for a bucket not yet made (a new fleet, or keys lost in a restart)."""
+        local = super().rate() or 1.0
+        if self.mode == SHARED and self.fleet_rate is not None:
+            return self.fleet_rate
+        return local * max(1, self.processes)
+
+    # -- the judge -----------------------------------------------------------------------------
+
+    def _new_judge(self, now: float, fleet_rate: float, state: str) -> _AdaptiveRate:
+        """Judge the fleet from now on, carrying on from the rate and state the last judge left."""
+        judge = _AdaptiveRate(
+            self._ceiling, adaptive=self._adaptive, now=now, wall_offset=time.time() - now
+        )
+        judge.on_change = self._rate_changed
+        try:
+            saved = json.loads(state) if state else {}
+        except ValueError:
+            saved = {}
+        if not isinstance(saved, dict):
+            saved = {}
+        if saved or abs(fleet_rate - judge.rate(now)) > 1e-9:
+            # Not a new fleet: carry on from where the fleet is, not from the start.
+            judge.slow_start = judge.slow_start and bool(saved.get("slow_start", False))
+            w_max = float(saved.get("w_max", fleet_rate))
+            scale = saved.get("scale")
+            judge.scale = float(scale) if isinstance(scale, int | float) else None
+            judge.base = fleet_rate
+            judge.w_max = max(w_max, fleet_rate)
+            if judge.w_max > judge.base:
+                judge.cut_at = now
+                judge.k = ((judge.w_max - judge.base) / judge._pace()) ** (1 / 3)
+                judge.probe_cap = judge.w_max
+        return judge
+
+    def _state(self) -> str:
+        """What the next judge needs to carry on: a few numbers, nothing secret."""
+        judge = self._judge
+        assert judge is not None
+        return json.dumps(
+            {"slow_start": judge.slow_start, "w_max": judge.w_max, "scale": judge.scale},
+            separators=(",", ":"),
+        )
+
+    def _feed(self, now: float, answers: int, throttles: int) -> None:
+        """The fleet's answers since the last pull, into the judge's windows."""
+        judge = self._judge
+        assert judge is not None
+        for _ in range(max(0, answers - throttles)):
+            judge.record(now, throttled=False)
+        for _ in range(min(answers, throttles)):
+            judge.record(now, throttled=True)
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    def refund(self, share: ShareLimit | None = None) -> None:
+        """A token let through was never used: keep it for the next caller while it is fresh."""
+        if self.mode != SHARED:
+            super().refund(share)
+            return
+        self._sent -= 1
+        self._leased.appendleft(self._clock() + BURST_SECONDS)
+        if share is not None and share._bucket is not None:
+            share._bucket.tokens += 1.0
+        self._wake_next()
+
+    def record(self, *, throttled: bool, latency: float | None = None) -> None:
+        """Report one answer: to the fleet's counters while shared, locally otherwise."""
+        if self.mode != SHARED:
+            super().record(throttled=throttled, latency=latency)
+            return
+        if latency is not None:
+            self._round_trips.append(latency)
+            self._new_round_trips += 1
+        self._throttled += throttled
+        self._answers += 1
+        self._throttles += throttled
+
+    # -- falling back and rejoining -------------------------------------------------------------
+
+    def _fall_back(self, cause: BaseException) -> None:
+        """Redis failed: pace locally from this process's fair share, and try to reconnect."""
+        if self.mode != SHARED:
+            return
+        self.mode = LOCAL_FALLBACK
+        self._judge = None
+        self._leased.clear()
+        self._log.unreachable(cause)
+        if self.fleet_rate is not None:
+            self._seed(self.fleet_rate / max(1, self.processes))
+        for queue in self._waiting:
+            for waiter in queue:
+                waiter.wake.set()
+        if self._redis is not None and self._reconnect is None:
+            self._reconnect = asyncio.get_running_loop().create_task(self._rejoin())
+
+    def _seed(self, rate: float) -> None:
+        """Start the local limiter at ``rate`` (under its ceiling), out of slow start."""
+        now = self._clock()
+        local = _AdaptiveRate(
+            self._ceiling, adaptive=self._adaptive, now=now, wall_offset=time.time() - now
+        )
+        local.on_change = self._rate_changed
+        if self._ceiling is not None:
+            rate = min(rate, self._ceiling)
+        local.base = local.w_max = max(rate, 0.5)
+        local.slow_start = False
+        self._rate = local
+
+    async def _rejoin(self) -> None:
+        """Ping Redis with capped, jittered backoff until it answers; then share again."""
+        delay = RECONNECT_FIRST
+        try:
+            while True:
+                await anyio.sleep(random.uniform(0.5, 1.0) * delay)
+                delay = min(delay * 2, RECONNECT_CAP)
+                redis = self._redis
+                if redis is None:
+                    return
+                try:
+                    with anyio.fail_after(CONNECT_BUDGET):
+                        await redis.ping()
+                except Exception:
+                    continue
+                self.mode = SHARED
+                self._log.reachable()
+                for scope in self._local_scopes:
+                    scope.cancel()  # the callers waiting locally go back to the fleet's queue
+                return
+        finally:
+            self._reconnect = None
+
+    # -- statistics ------------------------------------------------------------------------------
+
+    def statistics(self) -> CategoryStatistics:
+        """A snapshot, with the mode and the fleet's rate and processes as last seen."""
+        local = super().statistics()
+        queued = local.queued + sum(len(q) for q in self._waiting)
+        return CategoryStatistics(
+            category=local.category,
+            rate=self.rate(),
+            ceiling=local.ceiling,
+            adaptive=local.adaptive,
+            sent=local.sent,
+            throttled=local.throttled,
+            queued=queued,
+            cuts=local.cuts + (self._judge.cuts if self._judge is not None else 0),
+            noise_tolerance=local.noise_tolerance,
+            mode=self.mode,
+            fleet_rate=self.fleet_rate,
+            fleet_processes=self.processes if self.fleet_rate is not None else None,
+        )

@@ -1,0 +1,471 @@
+"""The fleet mode: one quota bucket in a real Redis, shared by every process.
+
+The script tests drive the Lua script with explicit instants, so the bucket's arithmetic is
+checked exactly; the limiter tests run it for real, against a server a test may kill, slow down
+or restart.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import attrs
+import pytest
+import redis.asyncio as aioredis
+
+import aiocognito
+from aiocognito import _bulkcli, _fleet, _limits, cli
+from aiocognito._bulkcli import UpdateSettings, fleet_text, run_update
+from aiocognito._errors import QuotaDeadlineError
+from aiocognito._fleet import LOCAL_FALLBACK, SHARED, FleetLimiter
+from aiocognito._limits import CategoryStatistics, Priority
+from aiocognito.testing import FakeCognito
+from tests.gates import wait_until
+from tests.redis_server import RedisServer
+
+pytestmark = pytest.mark.redis
+
+KEYS = ["aiocognito:g:UserUpdate:bucket", "aiocognito:g:UserUpdate:processes"]
+
+
+@pytest.fixture
+async def redis(redis_server: RedisServer) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(redis_server.url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+class Reply:
+    """The script's answer, by name."""
+
+    def __init__(self, raw: list[Any]) -> None:
+        self.granted = int(raw[0])
+        self.wait = float(raw[1])
+        self.rate = float(raw[2])
+        self.judges = bool(raw[3])
+        self.pulled = int(raw[4])
+        self.pulled_throttled = int(raw[5])
+        self.processes = int(raw[6])
+        self.state = raw[7].decode() if isinstance(raw[7], bytes) else str(raw[7])
+
+
+async def take(
+    redis: aioredis.Redis,
+    member: str,
+    now: float,
+    *,
+    wanted: int = 1,
+    bulk: bool = False,
+    answers: int = 0,
+    throttled: int = 0,
+    judge_rate: str = "",
+    start_rate: float = 10.0,
+    ceiling: str = "",
+    state: str = "",
+) -> Reply:
+    script = redis.register_script(_fleet._TAKE)
+    raw = await script(
+        keys=KEYS,
+        args=[
+            member, wanted, 1 if bulk else 0, answers, throttled, judge_rate, start_rate,
+            ceiling, _limits.BURST_SECONDS, _fleet.RESERVE_SHARE, _fleet.JUDGE_LEASE,
+            _fleet.PULL_EVERY, _fleet.KEY_TTL, _fleet.PROCESS_WINDOW, repr(now), state,
+        ],
+    )  # fmt: skip
+    return Reply(raw)
+
+
+# ------------------------------------------------------------------------------------------
+# The bucket (GCRA), exactly
+
+
+async def test_bucket_gives_its_burst_then_paces_at_the_rate(redis: aioredis.Redis) -> None:
+    # 10/s with a 0.2 s burst: two tokens at once, then one every 0.1 s.
+    assert [(await take(redis, "a", 100.0)).granted for _ in range(3)] == [1, 1, 0]
+    refused = await take(redis, "a", 100.0)
+    assert refused.wait == pytest.approx(0.1)
+    assert (await take(redis, "b", 100.05)).granted == 0  # another process: the same bucket
+    assert (await take(redis, "b", 100.1)).granted == 1
+    assert (await take(redis, "a", 100.1)).granted == 0
+
+
+async def test_a_lease_never_exceeds_the_burst(redis: aioredis.Redis) -> None:
+    # 100/s: a 20-token burst. Asking for 50 gets 20; then one per 10 ms.
+    assert (await take(redis, "a", 50.0, wanted=50, start_rate=100.0)).granted == 20
+    assert (await take(redis, "a", 50.0, wanted=5, start_rate=100.0)).granted == 0
+    assert (await take(redis, "a", 50.03, wanted=5, start_rate=100.0)).granted == 3
+
+
+async def test_bulk_leaves_a_reserve_that_interactive_callers_use(redis: aioredis.Redis) -> None:
+    # 50/s: a 10-token burst; bulk callers leave one token for interactive ones.
+    bulk = [(await take(redis, "a", 10.0, bulk=True, start_rate=50.0)).granted for _ in range(10)]
+    assert bulk == [1] * 9 + [0]
+    assert (await take(redis, "b", 10.0, start_rate=50.0)).granted == 1  # interactive: served
+    assert (await take(redis, "b", 10.0, start_rate=50.0)).granted == 0  # and now it is empty
+    # Paced, bulk waits one period longer than an interactive caller would.
+    waits = [
+        (await take(redis, "a", 10.0, bulk=True, start_rate=50.0)).wait,
+        (await take(redis, "b", 10.0, start_rate=50.0)).wait,
+    ]
+    assert waits == [pytest.approx(0.04), pytest.approx(0.02)]
+
+
+async def test_the_lowest_configured_ceiling_paces_its_process(redis: aioredis.Redis) -> None:
+    assert (await take(redis, "a", 1.0, start_rate=100.0)).rate == 100.0
+    assert (await take(redis, "b", 1.0, start_rate=100.0, ceiling="5.0")).rate == 5.0
+
+
+# ------------------------------------------------------------------------------------------
+# Judging together
+
+
+async def test_one_judge_at_a_time_and_a_silent_judge_hands_over(redis: aioredis.Redis) -> None:
+    assert (await take(redis, "a", 1.0)).judges
+    assert not (await take(redis, "b", 1.2)).judges
+    # a judges on: its rate and state are stored; b's claim to a rate is ignored.
+    await take(redis, "a", 1.5, judge_rate="7.5", state='{"w_max": 9.0}')
+    await take(redis, "b", 1.6, judge_rate="99")
+    assert (await take(redis, "b", 1.7)).rate == 7.5
+    # a goes quiet past its lease: the next process to take judges, with a's state.
+    later = await take(redis, "b", 1.5 + _fleet.JUDGE_LEASE + 0.01)
+    assert later.judges
+    assert json.loads(later.state) == {"w_max": 9.0}
+    assert not (await take(redis, "a", 2.6)).judges
+
+
+async def test_the_judge_pulls_the_fleets_answers(redis: aioredis.Redis) -> None:
+    assert (await take(redis, "judge", 5.0)).pulled == -1  # just elected: nothing due yet
+    await take(redis, "b", 5.01, answers=10, throttled=3)
+    await take(redis, "c", 5.02, answers=5, throttled=1)
+    assert (await take(redis, "b", 5.2)).pulled == -1  # only the judge pulls
+    pulled = await take(redis, "judge", 5.2, answers=1)
+    assert (pulled.pulled, pulled.pulled_throttled) == (16, 4)
+    again = await take(redis, "judge", 5.25)
+    assert again.pulled == -1  # not due again for PULL_EVERY
+    assert (await take(redis, "judge", 5.4)).pulled == 0  # the counters were emptied
+
+
+async def test_processes_are_counted_over_the_last_window(redis: aioredis.Redis) -> None:
+    await take(redis, "a", 1.0)
+    await take(redis, "b", 1.5)
+    assert (await take(redis, "c", 1.9)).processes == 3
+    assert (await take(redis, "c", 2.4)).processes == 2  # a last took 1.4 s ago
+
+
+async def test_every_key_expires(redis: aioredis.Redis) -> None:
+    await take(redis, "a", 1.0, answers=3)
+    for key in KEYS:
+        ttl = await redis.ttl(key)
+        assert 0 < ttl <= _fleet.KEY_TTL
+
+
+# ------------------------------------------------------------------------------------------
+# The limiter against a live server
+
+
+def fleet(url: str, *, ceiling: float | None = 200.0, group: str = "g") -> FleetLimiter:
+    return FleetLimiter("UserUpdate", ceiling, adaptive=True, url=url, group=group)
+
+
+async def test_two_processes_share_one_quota(redis_server: RedisServer) -> None:
+    a, b = fleet(redis_server.url), fleet(redis_server.url)
+    await a.attach()
+    await b.attach()
+    try:
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for limiter in (a, b):
+                for _ in range(100):
+                    tg.start_soon(limiter.acquire, Priority.BULK)
+        elapsed = anyio.current_time() - started
+        # 200 tokens at 200/s, 40 of them a burst: no faster than 0.8 s, whoever takes them.
+        assert elapsed >= 0.8 * 0.97
+        stats = a.statistics()
+        assert (stats.mode, stats.fleet_rate, stats.fleet_processes) == (SHARED, 200.0, 2)
+        assert a.statistics().sent == b.statistics().sent == 100
+    finally:
+        await a.detach()
+        await b.detach()
+
+
+async def test_callers_waiting_together_lease_tokens_together(redis_server: RedisServer) -> None:
+    limiter = fleet(redis_server.url)  # 200/s: up to 4 tokens (20 ms) a round trip
+    await limiter.attach()
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(limiter.acquire, Priority.BULK)
+        # Round trips, refused ones included: one per caller without leasing.
+        assert limiter.statistics().sent == 200
+        assert limiter.takes < 200 * 0.75
+    finally:
+        await limiter.detach()
+
+
+async def test_redis_killed_falls_back_with_one_warning_then_rejoins(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    limiter = fleet(redis_server.url)
+    await limiter.attach()
+    try:
+        await limiter.acquire()
+        assert limiter.statistics().mode == SHARED
+        redis_server.kill()
+        with caplog.at_level(logging.WARNING, logger="aiocognito"):
+            with anyio.fail_after(5):
+                for _ in range(50):
+                    await limiter.acquire()  # never fails: the local limiter takes over
+        assert limiter.statistics().mode == LOCAL_FALLBACK
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1
+        assert "unreachable" in warnings[0].getMessage()
+        monkeypatch.setattr(_fleet, "RECONNECT_CAP", 0.05)  # rejoin soon after the restart
+        async with anyio.create_task_group() as tg:
+            limiter._seed(0.5)  # local pacing slow enough that callers queue locally
+            for _ in range(6):
+                tg.start_soon(limiter.acquire, Priority.BULK)
+            await wait_until(lambda: len(limiter._queues[Priority.BULK]) >= 4)
+            redis_server.start()  # the same port, empty: the keys are recreated
+            # Callers still waiting locally go back to the fleet's bucket (200/s): none is
+            # left paced at 0.5/s beside it (for 8 s more), which together would overdraw
+            # the quota.
+            await wait_until(lambda: limiter.mode == SHARED and not limiter._queues[Priority.BULK])
+        await limiter.acquire()
+        assert limiter.statistics().mode == SHARED
+        probe = aioredis.Redis.from_url(redis_server.url)
+        try:
+            assert await probe.exists(*limiter.keys) == 2
+        finally:
+            await probe.aclose()
+    finally:
+        await limiter.detach()
+
+
+async def test_a_slow_redis_is_left_within_one_request(redis_server: RedisServer) -> None:
+    limiter = fleet(redis_server.url)
+    await limiter.attach()
+    blocker = aioredis.Redis.from_url(redis_server.url)
+    try:
+        await limiter.acquire()
+        async with anyio.create_task_group() as tg:
+            # The server stops answering anyone for 0.5 s.
+            tg.start_soon(blocker.execute_command, "DEBUG", "SLEEP", "0.5")
+            await anyio.sleep(0.05)
+            started = anyio.current_time()
+            await limiter.acquire()
+            waited = anyio.current_time() - started
+        assert waited < 0.4  # the request went on under the local limiter
+        assert limiter.statistics().mode == LOCAL_FALLBACK
+    finally:
+        await blocker.aclose()
+        await limiter.detach()
+
+
+async def test_unreachable_at_open_starts_in_fallback(caplog: pytest.LogCaptureFixture) -> None:
+    limiter = fleet("redis://127.0.0.1:9/0")  # the discard port: nothing listens
+    with caplog.at_level(logging.WARNING, logger="aiocognito"):
+        await limiter.attach()
+        try:
+            await limiter.acquire()
+            assert limiter.statistics().mode == LOCAL_FALLBACK
+        finally:
+            await limiter.detach()
+    assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1
+
+
+async def test_a_deadline_the_fleet_cannot_meet_fails_fast(redis_server: RedisServer) -> None:
+    limiter = fleet(redis_server.url, ceiling=2.0)  # a burst of one token, then one per 0.5 s
+    await limiter.attach()
+    try:
+        await limiter.acquire()
+        with pytest.raises(QuotaDeadlineError):
+            await limiter.acquire(deadline=limiter._clock() + 0.1)
+        assert limiter.statistics().sent == 1
+    finally:
+        await limiter.detach()
+
+
+# ------------------------------------------------------------------------------------------
+# Configuration
+
+
+def test_the_url_password_never_shows() -> None:
+    limits = aiocognito.Limits(shared_quota_url="redis://user:hunter2@cache:6379/0")
+    assert "hunter2" not in repr(limits)
+    assert "user:***@cache:6379" in repr(limits)
+
+
+@pytest.mark.parametrize("url", ["http://cache:6379", "cache:6379", "memcached://x"])
+def test_only_redis_urls_are_accepted(url: str) -> None:
+    with pytest.raises(ValueError, match="redis://, rediss:// or unix://"):
+        aiocognito.Limits(shared_quota_url=url)
+
+
+def test_the_environment_turns_it_on_and_an_empty_url_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("AIOCOGNITO_SHARED_QUOTA_URL", "redis://cache:6379/0")
+    assert aiocognito.CognitoClient()._shared_quota_url == "redis://cache:6379/0"
+    off = aiocognito.CognitoClient(limits=aiocognito.Limits(shared_quota_url=""))
+    assert off._shared_quota_url is None
+    monkeypatch.setenv("AIOCOGNITO_SHARED_QUOTA_URL", "cache:6379")
+    with pytest.raises(ValueError, match="AIOCOGNITO_SHARED_QUOTA_URL"):
+        aiocognito.CognitoClient()
+
+
+def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(__import__("sys").modules, "redis.asyncio", None)
+    with pytest.raises(aiocognito.ConfigurationError, match=r"aiocognito\[redis\]"):
+        aiocognito.CognitoClient(limits=aiocognito.Limits(shared_quota_url="redis://x:1/0"))
+
+
+# ------------------------------------------------------------------------------------------
+# Processes on one account
+
+
+def test_worker_processes_hold_the_account_quota_together(
+    redis_server: RedisServer,
+) -> None:
+    """Three processes, each told the whole quota, stay under it together: no throttles."""
+    fake = FakeCognito(user_update_rps=40, per_user_write_rps=None, seed=3)
+    pool = fake.create_pool()
+    fake.seed_users(pool.id, 150)
+    with fake.run_in_thread():
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+        workers = []
+        for w in range(3):
+            command = [
+                sys.executable, "-m", "tests.fleet_worker", fake.endpoint_url, pool.id,
+                redis_server.url, str(50 * w), "50", "40",
+            ]  # fmt: skip
+            workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, env=env))
+        reports = []
+        for worker in workers:
+            out, _ = worker.communicate(timeout=120)
+            assert worker.returncode == 0
+            reports.append(json.loads(out))
+        stats = fake.quotas.stats()["UserUpdate"]
+    assert [r["ok"] for r in reports] == [50, 50, 50]
+    assert all(r["mode"] == "shared" for r in reports)
+    assert max(r["fleet_processes"] for r in reports) >= 2
+    # Uncoordinated, each would send at 40/s into a 40/s quota; shared, they hold it together.
+    assert stats.admitted == 150
+    assert stats.throttled <= 2
+
+
+# ------------------------------------------------------------------------------------------
+# The command line
+
+
+async def test_update_shows_the_fleet_and_hides_the_password(
+    redis_server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_bulkcli, "PROGRESS_EVERY", 0.0)  # a record per tick
+    fake = FakeCognito(user_update_rps=200, per_user_write_rps=None, seed=4)
+    pool = fake.create_pool()
+    fake.seed_users(pool.id, 80)
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"username": f"user{i}", "attributes": {"nickname": f"n{i}"}}) + "\n"
+            for i in range(80)
+        )
+    )
+    with fake.run_in_thread():
+        options = UpdateSettings(
+            input=str(path),
+            user_pool_id=pool.id,
+            region="us-east-1",
+            endpoint_url=fake.endpoint_url,
+            rps=200,
+            progress="json",
+            shared_quota_url=redis_server.url,
+            credentials={"aws_access_key_id": "k", "aws_secret_access_key": "s"},
+        )
+        out = io.StringIO()
+        assert await run_update(options, out, err=io.StringIO()) == 0
+    records = [json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{")]
+    final = records[-1]
+    assert (final["event"], final["ok"]) == ("done", 80)
+    assert (final["quota_mode"], final["fleet_rate"], final["fleet_processes"]) == (
+        "shared",
+        200.0,
+        1,
+    )
+    assert "fleet 200.0/s across 1 process" in fleet_text(_client_stats(final))
+
+
+def _client_stats(record: dict[str, Any]) -> aiocognito.ClientStatistics:
+    """Client statistics carrying a progress record's fleet figures, for the text line."""
+    category = CategoryStatistics(
+        category="UserUpdate", rate=record["fleet_rate"], ceiling=None, adaptive=True, sent=0,
+        throttled=0, queued=0, cuts=0, noise_tolerance=0.0, mode=record["quota_mode"],
+        fleet_rate=record["fleet_rate"], fleet_processes=record["fleet_processes"],
+    )  # fmt: skip
+    return attrs.evolve(
+        aiocognito.CognitoClient().statistics(), categories={"UserUpdate": category}
+    )
+
+
+def test_the_resume_hint_masks_the_urls_password() -> None:
+    command = ["aiocognito", "update", "--shared-quota-url", "redis://:pw1@h/0",
+               "--shared-quota-url=rediss://u:pw2@h:6380/1"]  # fmt: skip
+    shown = " ".join(_bulkcli._redacted(command))
+    assert "pw1" not in shown
+    assert "pw2" not in shown
+    assert "redis://:***@h/0" in shown
+
+
+def test_the_flag_refuses_a_bad_url_without_echoing_its_password(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["update", "--input", "x", "--shared-quota-url", "http://u:hunter2@h/"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--shared-quota-url" in err
+    assert "hunter2" not in err
+
+
+@pytest.mark.moto
+async def test_quota_group_account_reads_the_account_id_once_at_open(
+    moto_url: str, redis_server: RedisServer
+) -> None:
+    limits = aiocognito.Limits(quota_group="account", shared_quota_url=redis_server.url)
+    async with aiocognito.CognitoClient(
+        region_name="us-east-1",
+        endpoint_url=moto_url,
+        limits=limits,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ) as cognito:
+        limiter = cognito._limiters["UserUpdate"]
+        assert isinstance(limiter, FleetLimiter)
+        # moto's account; two AWS accounts on one Redis never share a bucket.
+        assert limiter.keys[0] == "aiocognito:account=123456789012|us-east-1:UserUpdate:bucket"
+
+
+async def test_quota_group_account_needs_reachable_sts() -> None:
+    limits = aiocognito.Limits(quota_group="account")
+    client = aiocognito.CognitoClient(
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",  # nothing listens
+        limits=limits,
+        aws_access_key_id="k",
+        aws_secret_access_key="s",
+        connect_timeout=0.5,
+    )
+    with pytest.raises(aiocognito.ConfigurationError, match="account id"):
+        await client.__aenter__()
+    assert client._limiters == {}
