@@ -469,3 +469,42 @@ async def test_quota_group_account_needs_reachable_sts() -> None:
     with pytest.raises(aiocognito.ConfigurationError, match="account id"):
         await client.__aenter__()
     assert client._limiters == {}
+
+
+async def test_a_bulk_run_finishes_when_redis_is_killed_mid_run(
+    redis_server: RedisServer,
+) -> None:
+    """Every row succeeds although Redis dies (SIGKILL) in the middle of the run."""
+    fake = FakeCognito(user_update_rps=100, per_user_write_rps=None, seed=5)
+    pool = fake.create_pool()
+    fake.seed_users(pool.id, 150)
+    limits = aiocognito.Limits(user_update_rps=100, shared_quota_url=redis_server.url)
+    rows = [
+        aiocognito.AttributeUpdate(username=f"user{i}", attributes={"nickname": f"n{i}"})
+        for i in range(150)
+    ]
+    outcomes: list[aiocognito.UpdateOutcome] = []
+    modes: set[str] = set()
+    with fake.run_in_thread():
+        async with (
+            aiocognito.CognitoClient(
+                region_name="us-east-1",
+                endpoint_url=fake.endpoint_url,
+                user_pool_id=pool.id,
+                limits=limits,
+                aws_access_key_id="k",
+                aws_secret_access_key="s",
+            ) as cognito,
+            cognito.bulk_update(rows) as results,
+        ):
+            async for outcome in results:
+                outcomes.append(outcome)
+                modes.add(cognito.statistics().categories["UserUpdate"].mode)
+                if len(outcomes) == 50:
+                    redis_server.kill()
+    assert len(outcomes) == 150
+    assert all(o.ok for o in outcomes)
+    assert modes == {SHARED, LOCAL_FALLBACK}
+    assert {fake.user_attributes(pool.id, f"user{i}")["nickname"] for i in range(150)} == {
+        f"n{i}" for i in range(150)
+    }
