@@ -5,7 +5,7 @@ workers, a migration and a nightly sync all draw from the same 25 requests/s. Li
 pace themselves alone only learn about each other by being throttled. With
 ``Limits(shared_quota_url=...)`` every process draws from one bucket kept in Redis instead.
 
-The bucket. One hash per quota group and category (``aiocognito:<group>:<category>:bucket``)
+The bucket. One hash per quota group and category (``aiocognito:{<group>}:<category>:bucket``)
 holds a GCRA bucket: its *theoretical arrival time* (``tat``) and the fleet's allowed rate. One
 Lua script (:data:`_TAKE`), run atomically by Redis, does everything a request needs in one
 round trip:
@@ -242,7 +242,9 @@ class FleetLimiter(RateLimiter):
         self._adaptive = adaptive
         self._url = url
         self._connect = connect
-        prefix = f"aiocognito:{group}:{category}"
+        # The group in braces is a Redis Cluster hash tag: a category's keys share one slot,
+        # as a script's keys must.
+        prefix = f"aiocognito:{{{group}}}:{category}"
         self.keys = (f"{prefix}:bucket", f"{prefix}:processes")
         self.member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._redis: Redis | None = None
@@ -299,6 +301,15 @@ class FleetLimiter(RateLimiter):
         self._judge = None
         with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_BUDGET):
             await redis.aclose()
+
+    def lower_ceiling(self, ceiling: float | None) -> None:
+        """A second client joined with a lower configured quota: honour the lower one."""
+        super().lower_ceiling(ceiling)
+        if ceiling is not None and (self._ceiling is None or ceiling < self._ceiling):
+            self._ceiling = ceiling
+            if self._judge is not None:
+                self._judge.ceiling = ceiling
+                self._judge.base = min(self._judge.base, ceiling)
 
     # -- pacing ------------------------------------------------------------------------------
 

@@ -34,7 +34,7 @@ from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.redis
 
-KEYS = ["aiocognito:g:UserUpdate:bucket", "aiocognito:g:UserUpdate:processes"]
+KEYS = ["aiocognito:{g}:UserUpdate:bucket", "aiocognito:{g}:UserUpdate:processes"]
 
 
 @pytest.fixture
@@ -453,7 +453,7 @@ async def test_quota_group_account_reads_the_account_id_once_at_open(
         limiter = cognito._limiters["UserUpdate"]
         assert isinstance(limiter, FleetLimiter)
         # moto's account; two AWS accounts on one Redis never share a bucket.
-        assert limiter.keys[0] == "aiocognito:account=123456789012|us-east-1:UserUpdate:bucket"
+        assert limiter.keys[0] == "aiocognito:{account=123456789012|us-east-1}:UserUpdate:bucket"
 
 
 async def test_quota_group_account_needs_reachable_sts() -> None:
@@ -508,3 +508,19 @@ async def test_a_bulk_run_finishes_when_redis_is_killed_mid_run(
     assert {fake.user_attributes(pool.id, f"user{i}")["nickname"] for i in range(150)} == {
         f"n{i}" for i in range(150)
     }
+
+
+async def test_a_client_with_a_lower_quota_lowers_the_fleets_ceiling_here(
+    redis_server: RedisServer,
+) -> None:
+    limiter = fleet(redis_server.url, ceiling=100.0)
+    await limiter.attach()
+    try:
+        await limiter.acquire()
+        assert limiter.rate() == 100.0
+        limiter.lower_ceiling(10.0)
+        await limiter.acquire()
+        assert limiter.rate() == 10.0
+        assert limiter.statistics().fleet_rate == 10.0
+    finally:
+        await limiter.detach()
