@@ -656,4 +656,5 @@ class FleetLimiter(RateLimiter):
             mode=self.mode,
             fleet_rate=self.fleet_rate,
             fleet_processes=self.processes if self.fleet_rate is not None else None,
+            fallbacks=self._log.outages,
         )

@@ -160,6 +160,8 @@ class CategoryStatistics:
         fleet_rate: With a shared quota, the fleet's allowed rate as last seen; else None.
         fleet_processes: With a shared quota, the processes that drew from the fleet's bucket
             in the last second, as last seen; else None.
+        fallbacks: With a shared quota, the outages of Redis so far (each one a fall back to
+            the local limiter); else 0.
     """
 
     category: str
@@ -174,6 +176,7 @@ class CategoryStatistics:
     mode: str = "local"
     fleet_rate: float | None = None
     fleet_processes: int | None = None
+    fallbacks: int = 0
 
 
 @frozen

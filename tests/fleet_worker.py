@@ -1,7 +1,7 @@
 """One worker process of a fleet: admin updates through one client, its figures as JSON.
 
 Run by tests/test_fleet.py as ``python -m tests.fleet_worker ENDPOINT POOL URL FIRST COUNT RPS``;
-prints ``{"ok": ..., "failed": ..., "mode": ..., "fleet_processes": ...}``.
+prints ``{"ok": ..., "failed": ..., "mode": ..., "fleet_processes": ..., "fallbacks": ...}``.
 """
 
 from __future__ import annotations
@@ -41,8 +41,15 @@ async def main(endpoint: str, pool: str, url: str, first: int, count: int, rps: 
         async with anyio.create_task_group() as tg:
             for i in range(first, first + count):
                 tg.start_soon(one, i)
-        mode = cognito.statistics().categories["UserUpdate"].mode
-    print(json.dumps({"ok": ok, "failed": failed, "mode": mode, "fleet_processes": processes}))
+        update = cognito.statistics().categories["UserUpdate"]
+    report = {
+        "ok": ok,
+        "failed": failed,
+        "mode": update.mode,
+        "fleet_processes": processes,
+        "fallbacks": update.fallbacks,
+    }
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

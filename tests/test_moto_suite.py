@@ -125,7 +125,10 @@ def test_moto_cognitoidp_suite_passes_against_the_fake(
         f"moto {installed} is installed but the expected list was recorded for moto {version}: "
         "install the test extra's moto, or re-record the list for the new release"
     )
-    suite = _fetch_suite(request.config.cache.mkdir("moto-cognitoidp"), version)
+    cache = getattr(request.config, "cache", None)  # absent under -p no:cacheprovider
+    where = cache.mkdir("moto-cognitoidp") if cache is not None else tmp_path / "cache"
+    where.mkdir(exist_ok=True)
+    suite = _fetch_suite(where, version)
     (suite / "pytest.ini").write_text("[pytest]\n", encoding="utf-8")
     report = tmp_path / "report.xml"
     fake = FakeCognito(user_update_rps=None, user_read_rps=None, per_user_write_rps=None)
