@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
 import os
@@ -45,3 +46,15 @@ def command_line() -> str:
     """How this benchmark was started, as one would type it from the repository root."""
     module = os.path.relpath(sys.argv[0], ROOT).removesuffix(".py").replace(os.sep, ".")
     return shlex.join(["python", "-m", module, *sys.argv[1:]])
+
+
+def argument_parser(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: its module docstring as the help, and ``--runs``."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3)
+    return parser
+
+
+def print_heading() -> None:
+    """The head of a benchmark's output: when, where and how it ran."""
+    print(f"Run: {describe_run()}\nCommand: {command_line()}\n", flush=True)

@@ -18,17 +18,22 @@ import runpy
 import sys
 
 
-def own_peak_rss_mib() -> float:
-    """This process's peak resident set since exec, in MiB."""
+def status_mib(field: str) -> float:
+    """A size of this process's from ``/proc/self/status`` (``VmHWM``, ``VmRSS``), in MiB."""
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) / 1024
     except OSError:
         pass
     # Not Linux: the best there is, with the caveat above.
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def own_peak_rss_mib() -> float:
+    """This process's peak resident set since exec, in MiB."""
+    return status_mib("VmHWM")
 
 
 def _write(path: str) -> None:

@@ -24,7 +24,6 @@ the CLI process's whole wall time (start-up included), as a share of the quota.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -35,7 +34,7 @@ import time
 from typing import Any
 
 from aiocognito.testing import FakeCognitoProcess
-from benchmarks._common import CONTENDERS, REGION, ROOT, child_env, command_line, describe_run
+from benchmarks._common import CONTENDERS, REGION, ROOT, argument_parser, child_env, print_heading
 
 
 def _write_rows(path: str, rows: int) -> None:
@@ -207,10 +206,7 @@ def throughput(runs: int, rows: int, quota: int = 250) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=3)
+    parser = argument_parser(__doc__)
     parser.add_argument("--memory-rows", type=int, nargs="*", default=[20_000, 200_000])
     parser.add_argument("--rate-rows", type=int, default=5000)
     parser.add_argument("--contender", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
@@ -218,7 +214,7 @@ def main() -> None:
     parser.add_argument("--skip-rate", action="store_true")
     parser.add_argument("--json", help="also write every memory run's figures here")
     args = parser.parse_args()
-    print(f"Run: {describe_run()}\nCommand: {command_line()}\n", flush=True)
+    print_heading()
     if not args.skip_rate:
         throughput(args.runs, args.rate_rows)
     if not args.skip_memory:

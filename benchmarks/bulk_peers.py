@@ -15,21 +15,15 @@ import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
-import boto3
-from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.config import Config
 
 from aiocognito._errors import error_code
-from benchmarks._common import CONCURRENCY, KEYS, REGION, THREADS
+from benchmarks._common import CONCURRENCY, THREADS
+from benchmarks._peers import boto3_client, raw_client, wire
 
 
 def _rows(fh: IO[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     return enumerate(json.loads(line) for line in fh)
-
-
-def _wire(attributes: dict[str, str]) -> list[dict[str, str]]:
-    return [{"Name": name, "Value": value} for name, value in attributes.items()]
 
 
 def _outcome(index: int, exc: Exception | None) -> str:
@@ -39,12 +33,8 @@ def _outcome(index: int, exc: Exception | None) -> str:
 
 
 async def _raw_peer(mode: str, fh: IO[str], url: str, pool: str, out: IO[str]) -> None:
-    config = AioConfig(max_pool_connections=CONCURRENCY, retries={"mode": mode})
     sem = asyncio.Semaphore(CONCURRENCY)
-    session = get_session()
-    async with session.create_client(
-        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
-    ) as client:
+    async with raw_client(get_session(), mode, url) as client:
 
         async def one(index: int, row: dict[str, Any]) -> None:
             async with sem:
@@ -52,7 +42,7 @@ async def _raw_peer(mode: str, fh: IO[str], url: str, pool: str, out: IO[str]) -
                     await client.admin_update_user_attributes(
                         UserPoolId=pool,
                         Username=row["username"],
-                        UserAttributes=_wire(row["attributes"]),
+                        UserAttributes=wire(row["attributes"]),
                     )
                 except Exception as exc:  # each row's outcome is written, not raised
                     out.write(_outcome(index, exc))
@@ -63,16 +53,13 @@ async def _raw_peer(mode: str, fh: IO[str], url: str, pool: str, out: IO[str]) -
 
 
 def _boto3_peer(fh: IO[str], url: str, pool: str, out: IO[str]) -> None:
-    config = Config(max_pool_connections=THREADS, retries={"mode": "adaptive"})
-    client = boto3.client(
-        "cognito-idp", region_name=REGION, endpoint_url=url, config=config, **KEYS
-    )
+    client = boto3_client(url)
 
     def one(item: tuple[int, dict[str, Any]]) -> str:
         index, row = item
         try:
             client.admin_update_user_attributes(
-                UserPoolId=pool, Username=row["username"], UserAttributes=_wire(row["attributes"])
+                UserPoolId=pool, Username=row["username"], UserAttributes=wire(row["attributes"])
             )
         except Exception as exc:  # each row's outcome is written, not raised
             return _outcome(index, exc)

@@ -14,13 +14,11 @@ and the resident memory.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import json
 import os
 import random
-import resource
 import statistics
 import sys
 import time
@@ -28,7 +26,8 @@ import time
 import aiohttp
 
 from aiocognito.testing import CustomAttribute, FakeCognito, FakeCognitoProcess
-from benchmarks._common import command_line, describe_run
+from benchmarks._common import argument_parser, print_heading
+from benchmarks._peak import status_mib
 
 TARGET = "AWSCognitoIdentityProviderService.AdminUpdateUserAttributes"
 SIGNED = "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/cognito-idp/aws4_request"
@@ -116,15 +115,8 @@ def throughput(runs: int, seconds: float) -> None:
 
 
 def memory() -> None:
-    def rss_mib() -> float:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
     gc.collect()
-    base = rss_mib()
+    base = status_mib("VmRSS")
     fake = FakeCognito()
     pool = fake.create_pool(custom_attributes=[CustomAttribute(name="tier")])
     print(
@@ -144,7 +136,7 @@ def memory() -> None:
         elapsed = time.perf_counter() - started
         done = target
         gc.collect()
-        grown = rss_mib() - base
+        grown = status_mib("VmRSS") - base
         print(
             f"| {target:,} | {elapsed:.1f} (for the last {count:,}) | {grown:.0f} | "
             f"{grown * 1024 * 1024 / target:.0f} |"
@@ -152,16 +144,13 @@ def memory() -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=3)
+    parser = argument_parser(__doc__)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument(
         "--memory", action="store_true", help="measure seeding speed and memory instead"
     )
     args = parser.parse_args()
-    print(f"Run: {describe_run()}\nCommand: {command_line()}\n", flush=True)
+    print_heading()
     if args.memory:
         memory()
     else:

@@ -57,9 +57,9 @@ from benchmarks._common import (
     KEYS,
     ROOT,
     THREADS,
+    argument_parser,
     child_env,
-    command_line,
-    describe_run,
+    print_heading,
 )
 
 
@@ -262,11 +262,8 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+    parser = argument_parser(__doc__)
     parser.add_argument("--calls", type=int, default=4000)
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", help="also write the raw figures here")
     parser.add_argument("--contender", nargs="+", choices=CONTENDERS, default=CONTENDERS)
     parser.add_argument("--worker", nargs=2, metavar=("CONTENDER", "URL"), help=argparse.SUPPRESS)
@@ -277,7 +274,7 @@ def main() -> None:
         print(json.dumps(asyncio.run(_worker(contender, url, args.calls))))
         return
 
-    print(f"Run: {describe_run()}\nCommand: {command_line()}\n", flush=True)
+    print_heading()
     results: dict[str, list[dict[str, float]]] = {c: [] for c in args.contender}
     with stub_server() as url:
         for run in range(args.runs):

@@ -5,17 +5,25 @@ correctly; the figures live in benchmarks/README.md."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
-from benchmarks import bulk, engine, overhead
+import aiocognito
+from benchmarks import _contenders, _runner, _tables, bulk, engine, overhead
 from benchmarks._common import CONTENDERS
+from benchmarks._contenders import Contender, Driver, Job, Setup, Updates, drive
+from benchmarks._runner import judge, run_once, run_workers
+from benchmarks._scenarios import SCENARIOS, plan
 
-KNOWN = engine.SCENARIOS["known"]
-HOT = engine.SCENARIOS["hot"]
+KNOWN = SCENARIOS["known"]
+HOT = SCENARIOS["hot"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -23,7 +31,7 @@ HOT = engine.SCENARIOS["hot"]
 
 
 def test_plan_sends_a_fifth_of_the_updates_to_one_percent_of_the_users() -> None:
-    updates = engine.plan(HOT, 5000, "t")
+    updates = plan(HOT, 5000, "t")
     per_user: dict[str, int] = {}
     for user, _value in updates:
         per_user[user] = per_user.get(user, 0) + 1
@@ -36,7 +44,7 @@ def test_plan_sends_a_fifth_of_the_updates_to_one_percent_of_the_users() -> None
 
 
 def test_plan_without_hot_users_touches_each_user_once() -> None:
-    updates = engine.plan(KNOWN, 300, "t")
+    updates = plan(KNOWN, 300, "t")
     assert len({user for user, _value in updates}) == 300
 
 
@@ -53,7 +61,7 @@ def _stats(ok: int, throttled: int, timeline: list[list[int]]) -> dict[str, Any]
 
 
 def test_judge_tells_lost_from_failed_and_finds_users_out_of_order() -> None:
-    updates = engine.plan(KNOWN, 4, "t")  # user0..user3, one update each
+    updates = plan(KNOWN, 4, "t")  # user0..user3, one update each
     values: dict[str, str | None] = dict(updates)
     values["user1"] = "older"  # reported done, but not what was sent: lost
     values["user2"] = None  # reported failed and not applied: not lost
@@ -62,7 +70,7 @@ def test_judge_tells_lost_from_failed_and_finds_users_out_of_order() -> None:
         "history": {"user0": ["t-000000"], "user3": ["t-000003", "t-000001"]},
     }
     result = {"wall": 0.032, "bulk_wall": 0.032, "failed": 1, "failed_indices": [2]}
-    judged = engine.judge(
+    judged = judge(
         KNOWN,
         4,
         "t",
@@ -82,7 +90,7 @@ def test_judge_tells_lost_from_failed_and_finds_users_out_of_order() -> None:
 
 
 def test_judge_does_not_count_losses_for_a_run_that_was_stopped() -> None:
-    updates = engine.plan(KNOWN, 3, "t")
+    updates = plan(KNOWN, 3, "t")
     state: dict[str, Any] = {"values": {updates[0][0]: updates[0][1]}, "history": {}}
     result: dict[str, Any] = {
         "wall": 130.0,
@@ -90,7 +98,7 @@ def test_judge_does_not_count_losses_for_a_run_that_was_stopped() -> None:
         "failed_indices": [],
         "timed_out": True,
     }
-    judged = engine.judge(KNOWN, 3, "t", result, _stats(1, 0, [[0, 1, 0]]), state)
+    judged = judge(KNOWN, 3, "t", result, _stats(1, 0, [[0, 1, 0]]), state)
     assert judged["lost"] is None  # unknown: the contender never said what it finished
     assert judged["not_applied"] == 2
     assert judged["rate_after_5s"] is None
@@ -121,8 +129,8 @@ def test_the_best_peer_is_the_fastest_that_failed_and_lost_nothing() -> None:
         "slow": [_run(40, 14.0)] * 3,
         "slower": [_run(60, 10.0)] * 3,
     }
-    assert engine.best_peer(results) == "slow"
-    text = engine.table(KNOWN, results, 5000)
+    assert _tables.best_peer(results) == "slow"
+    text = _tables.table(KNOWN, results, 5000)
     ratios = text.splitlines()[-3].split(" | ")
     assert ratios[0] == "| *aiocognito ÷ slow*"
     assert ratios[1] == "0.53x"  # wall: 21 / 40, medians
@@ -138,9 +146,9 @@ def test_when_every_peer_failed_the_best_is_the_one_that_applied_the_most() -> N
         "standard": [_run(20, 7.0, failed=120, not_applied=100)],
         "adaptive": [_run(130, 9.0, timed_out=True, not_applied=4000)],
     }
-    assert engine.best_peer(results) == "standard"
+    assert _tables.best_peer(results) == "standard"
     assert "(standard, every peer failed or lost updates; this one left the fewest" in (
-        engine.table(KNOWN, results, 5000)
+        _tables.table(KNOWN, results, 5000)
     )
 
 
@@ -151,7 +159,7 @@ def test_table_has_a_row_per_contender_and_marks_a_stopped_one() -> None:
             _run(130, 0.0, timed_out=True, failed=None, lost=None, rate_after_5s=None)
         ],
     }
-    text = engine.table(KNOWN, results, 5000)
+    text = _tables.table(KNOWN, results, 5000)
     rows = [line for line in text.splitlines() if line.startswith("| ") and "wall s" not in line]
     assert [row.split(" | ")[0] for row in rows] == [
         "| aiocognito",
@@ -164,13 +172,13 @@ def test_table_has_a_row_per_contender_and_marks_a_stopped_one() -> None:
 
 def test_plots_use_the_median_run() -> None:
     runs = [{"wall": 30.0, "id": 1}, {"wall": 10.0, "id": 2}, {"wall": 20.0, "id": 3}]
-    assert engine.median_run(runs)["id"] == 3
+    assert _tables.median_run(runs)["id"] == 3
 
 
 def test_plot_draws_a_png(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="plots need the bench extra")
     run = _run(20, 6.0, timeline=[[s, 250, 0] for s in range(20)])
-    path = engine.plot("known", KNOWN, {"aiocognito": [run]}, str(tmp_path / "known.png"))
+    path = _tables.plot(KNOWN, {"aiocognito": [run]}, str(tmp_path / "known.png"))
     assert Path(path).read_bytes().startswith(b"\x89PNG")
 
 
@@ -203,6 +211,118 @@ def test_memory_table_gives_the_growth_and_the_ratio_to_the_leanest_peer() -> No
 
 
 # ------------------------------------------------------------------------------------------
+# The scaffold: a contender is an entry, and what its processes are told is data
+
+
+def _recording(seen: dict[str, Any], failing: set[str]) -> Contender:
+    """A contender that makes no calls: it records what the scaffold gives it, fails the
+    updates of ``failing`` users, and, beside per-call traffic, finishes its bulk job only
+    once the first per-call update has arrived."""
+
+    @contextlib.asynccontextmanager
+    async def open_clients(setup: Setup) -> AsyncIterator[Driver]:
+        seen["setup"] = setup
+        seen["per_call"] = []
+        called = asyncio.Event()
+
+        async def per_call(user: str, value: str) -> None:
+            seen["per_call"].append((user, value))
+            called.set()
+
+        async def bulk(updates: Updates, failures: dict[int, str]) -> bool:
+            seen["updates"] = updates
+            failures.update({i: "Boom" for i, (user, _v) in enumerate(updates) if user in failing})
+            if setup.scenario.web_rps:
+                await called.wait()
+            return False
+
+        yield Driver(bulk, per_call, lambda: {"own_figure": 7})
+
+    return Contender("recording", open_clients)
+
+
+def test_a_process_makes_its_share_and_reports_failures_as_indices_of_the_whole_plan() -> None:
+    seen: dict[str, Any] = {}
+    job = Job("recording", "known", "http://fake", "pool", 10, "t", {"max_concurrency": 7}, 1, 3)
+    assert Job.from_json(job.to_json()) == job  # as the harness passes it on
+    figures = asyncio.run(drive(_recording(seen, failing={"user4"}), job))
+    assert seen["updates"] == plan(KNOWN, 10, "t")[3:6]  # process 1 of 3: updates 3 to 5
+    assert seen["setup"].limits == {"max_concurrency": 7}
+    assert seen["per_call"] == []  # no per-call traffic in this scenario
+    assert figures["updates"] == 3
+    assert (figures["failed"], figures["failed_indices"]) == (1, [4])
+    assert figures["failures_by_code"] == {"Boom": 1}
+    assert figures["timed_out"] is False
+    assert figures["own_figure"] == 7
+    assert 0 < figures["bulk_wall"] <= figures["wall"]
+
+
+def test_per_call_traffic_runs_beside_the_bulk_job_and_is_timed() -> None:
+    seen: dict[str, Any] = {}
+    job = Job("recording", "web", "http://fake", "pool", 10, "t")
+    figures = asyncio.run(drive(_recording(seen, failing=set()), job))
+    assert seen["per_call"][0] == ("user10", "t-web-000000")  # the users beyond the bulk job's
+    assert figures["web_calls"] == len(seen["per_call"]) >= 1
+    assert figures["web_failed"] == 0
+    assert 0 <= figures["web_p50_ms"] <= figures["web_p99_ms"]
+
+
+def test_each_scenario_states_aiocognitos_limits() -> None:
+    for scenario in SCENARIOS.values():
+        aiocognito.Limits(**scenario.limits())  # every one is a valid Limits
+    assert KNOWN.limits() == {"max_concurrency": 64, "user_update_rps": 250}
+    assert SCENARIOS["unknown"].limits()["user_update_rps"] is None
+    assert SCENARIOS["workers-default"].limits() == {}  # Limits() as it comes
+
+
+def test_every_process_is_told_the_scenarios_limits_and_its_contenders_extra(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    events: list[str] = []
+
+    @contextlib.contextmanager
+    def shared_quota() -> Iterator[dict[str, Any]]:
+        events.append("started")
+        yield {"quota_group": "shared"}
+        events.append("stopped")
+
+    told: list[Job] = []
+
+    def collect(jobs: list[Job], grace: float) -> tuple[list[Any], float]:
+        told.extend(jobs)
+        events.append("ran")
+        return [None] * len(jobs), 1.0  # as if every process were stopped
+
+    # A later entry, as a shared quota's would be: the same contender, with a server per run.
+    shared = attrs.evolve(_contenders.CONTENDERS["aiocognito"], extra_limits=shared_quota)
+    monkeypatch.setitem(_contenders.CONTENDERS, "aiocognito", shared)
+    monkeypatch.setattr(_runner, "_collect", collect)
+    workers = SCENARIOS["workers"]
+    result = run_workers(workers, "aiocognito", 30, run=0, processes=3)
+    assert events == ["started", "ran", "stopped"]
+    assert [(job.index, job.processes) for job in told] == [(0, 3), (1, 3), (2, 3)]
+    assert all(job.limits == {**workers.limits(), "quota_group": "shared"} for job in told)
+    assert (result["timed_out"], result["failed"], result["jain"]) == (True, None, None)
+
+
+def test_a_scenario_interleaves_the_contenders_within_each_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, int]] = []
+
+    def fake_run_once(scenario: Any, contender: str, n: int, run: int) -> dict[str, Any]:
+        calls.append((contender, run))
+        return _run(1.0, 0.0)
+
+    monkeypatch.setattr(engine, "run_once", fake_run_once)
+    results = engine.run_scenario(KNOWN, 10, runs=2, contenders=["a", "b"], workers=[2, 4])
+    assert calls == [("a", 0), ("b", 0), ("a", 1), ("b", 1)]  # --workers is for workers only
+    assert {key: len(runs) for key, runs in results.items()} == {("a", 1): 2, ("b", 1): 2}
+    assert engine.IN_PROCESS.label("a", 1) == "a"
+    assert engine.WORKERS.label("a", 4) == "a P=4"
+
+
+# ------------------------------------------------------------------------------------------
 # Every contender, run for real at a tiny scale
 
 
@@ -211,9 +331,9 @@ def _short_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIOCOGNITO_BENCH_TIME_LIMIT", "60")
 
 
-@pytest.mark.parametrize("contender", CONTENDERS)
+@pytest.mark.parametrize("contender", _contenders.CONTENDERS)
 def test_every_contender_runs_the_known_quota_scenario(contender: str) -> None:
-    result = engine.run_once(KNOWN, contender, 40, run=0)
+    result = run_once(KNOWN, contender, 40, run=0)
     assert result["timed_out"] is False
     assert result["failed"] == 0
     assert result["lost"] == 0
@@ -225,14 +345,14 @@ def test_every_contender_runs_the_known_quota_scenario(contender: str) -> None:
 
 def test_faults_fail_legacy_mode_and_the_harness_says_so() -> None:
     # botocore's legacy mode does not retry Cognito's throttles (HTTP 400): those updates fail.
-    result = engine.run_once(engine.SCENARIOS["faults"], "raw-legacy", 60, run=0)
+    result = run_once(SCENARIOS["faults"], "raw-legacy", 60, run=0)
     assert result["failed"] > 0
     assert result["faults_injected"]
     assert result["lost"] == 0  # what failed was reported failed
 
 
 def test_aiocognito_rides_out_the_faults() -> None:
-    result = engine.run_once(engine.SCENARIOS["faults"], "aiocognito", 60, run=0)
+    result = run_once(SCENARIOS["faults"], "aiocognito", 60, run=0)
     assert result["faults_injected"]
     assert (result["failed"], result["lost"], result["not_applied"]) == (0, 0, 0)
     assert result["requests"] > 60  # the faults cost retries
@@ -240,15 +360,25 @@ def test_aiocognito_rides_out_the_faults() -> None:
 
 @pytest.mark.parametrize("contender", ["aiocognito", "raw-standard", "boto3-threads"])
 def test_web_beside_bulk_times_the_per_call_updates(contender: str) -> None:
-    result = engine.run_once(engine.SCENARIOS["web"], contender, 60, run=0)
+    result = run_once(SCENARIOS["web"], contender, 60, run=0)
     assert result["web_calls"] >= 1
     assert result["web_failed"] == 0
     assert 0 < result["web_p50_ms"] <= result["web_p99_ms"]
     assert result["lost"] == 0
 
 
+def test_workers_share_the_plan_and_are_judged_as_a_whole() -> None:
+    result = run_workers(SCENARIOS["workers"], "aiocognito", 40, run=0, processes=2)
+    assert result["processes"] == 2
+    assert len(result["process_rates"]) == 2
+    assert result["timed_out"] is False
+    assert (result["failed"], result["lost"], result["not_applied"]) == (0, 0, 0)
+    assert result["requests"] >= 40
+    assert result["jain"] is not None
+
+
 def test_hot_users_are_merged_and_kept_in_order_by_aiocognito() -> None:
-    result = engine.run_once(HOT, "aiocognito", 300, run=0)
+    result = run_once(HOT, "aiocognito", 300, run=0)
     assert result["calls_saved"] > 0
     assert result["requests"] == 300 - result["calls_saved"]
     assert result["out_of_order"] == 0
@@ -280,7 +410,7 @@ def test_the_harness_runs_from_any_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    result = engine.run_once(KNOWN, "raw-standard", 5, run=0)
+    result = run_once(KNOWN, "raw-standard", 5, run=0)
     assert result["not_applied"] == 0
 
 
