@@ -93,6 +93,9 @@ SHARED = "shared"
 LOCAL_FALLBACK = "local fallback"
 
 REDIS_BUDGET = 0.05  # a take slower than this is "Redis is slow": fall back, never wait on it
+SLOW_STRIKES = 3  # ...the request that waited goes on locally at once; this many in a row (a
+# slow Redis, not a starved host's hiccup) and the process falls back as if it were down
+SERVE_LOCALLY = -1.0  # _draw's answer when Redis was slow: this one request goes on locally
 CONNECT_BUDGET = 1.0  # the first connection (TCP, TLS, AUTH) at open may take longer
 LEASE_SECONDS = 0.02  # take up to 20 ms of the rate at once: 2 tokens at 120/s, 1 at 25/s
 RESERVE_SHARE = 0.1  # bulk callers leave a tenth of the burst (at least 1 token) to interactive
@@ -265,6 +268,7 @@ class FleetLimiter(RateLimiter):
         self._waiting: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
         self._local_scopes: set[anyio.CancelScope] = set()  # callers waiting locally
         self.takes = 0  # round trips to Redis that answered
+        self._slow = 0  # round trips in a row over REDIS_BUDGET
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -374,6 +378,10 @@ class FleetLimiter(RateLimiter):
                     queue.popleft()
                     self._wake_next()
                     return None
+                if wait == SERVE_LOCALLY:  # Redis was slow: this caller goes on locally
+                    queue.remove(waiter)
+                    self._wake_next()
+                    return await RateLimiter.acquire(self, priority, deadline=deadline, share=share)
                 with anyio.move_on_after(wait):
                     await waiter.wake.wait()
         except BaseException:
@@ -430,8 +438,8 @@ class FleetLimiter(RateLimiter):
                 # waiting (leased: up to LEASE_SECONDS of the rate).
                 wanted = 1 if priority is Priority.INTERACTIVE else queued(self._waiting)
                 taken = await self._draw(priority, wanted)
-                if taken is None or taken > 0.0:
-                    return taken
+                if taken is None or taken != 0.0:
+                    return taken  # failed, slow (SERVE_LOCALLY) or refused (the wait)
             if share is not None:
                 share._take()
             self._sent += 1
@@ -441,7 +449,8 @@ class FleetLimiter(RateLimiter):
         return wait
 
     async def _draw(self, priority: Priority, wanted: int) -> float | None:
-        """One round trip: take tokens (0.0), or the wait for the next; None if Redis failed."""
+        """One round trip: take tokens (0.0), or the wait for the next; None if Redis failed,
+        :data:`SERVE_LOCALLY` if it was slow."""
         assert self._script is not None
         rate = self.fleet_rate or super().rate() or 1.0
         wanted = max(1, min(wanted, math.floor(rate * LEASE_SECONDS)))
@@ -467,16 +476,42 @@ class FleetLimiter(RateLimiter):
             "",
             self._state() if judged else "",
         ]
-        try:
-            with anyio.fail_after(REDIS_BUDGET):
-                reply = await self._script(keys=list(self.keys), args=args)
-        except Exception as exc:
+        call = asyncio.ensure_future(self._script(keys=list(self.keys), args=args))
+        # Wait for the answer within the budget, but never cancel the call: a cancelled
+        # command costs the connection (and the tokens the script took). A late answer still
+        # counts when it comes; its tokens are kept for the next callers while fresh.
+        await asyncio.wait({call}, timeout=REDIS_BUDGET)
+        if not call.done():
+            call.add_done_callback(self._late)
+            self._slow += 1
+            if self._slow >= SLOW_STRIKES:
+                self._fall_back(TimeoutError(f"{SLOW_STRIKES} round trips over the budget"))
+                return None
+            return SERVE_LOCALLY
+        failure = call.exception()
+        if failure is not None:
             self._answers += answers
             self._throttles += throttles
-            self._fall_back(exc)
+            self._fall_back(failure)
             return None
+        self._slow = 0
+        return self._answered(call.result())
+
+    def _late(self, call: asyncio.Future[Any]) -> None:
+        """An answer that came after its budget: its tokens are kept for the next callers."""
+        if call.cancelled():
+            return
+        failure = call.exception()  # retrieved, whatever happens next
+        if self._redis is None or self.mode != SHARED:
+            return  # closed, or already fallen back: the answer no longer matters
+        if failure is not None:
+            self._fall_back(failure)
+            return
+        self._answered(call.result(), late=True)
+
+    def _answered(self, reply: list[Any], *, late: bool = False) -> float:
+        """Take in the script's answer: 0.0 if granted, else the wait for the next token."""
         self.takes += 1
-        self._log.reachable()
         granted, wait, fleet_rate, judges, pulled, pulled_throttles, processes, state = (
             int(reply[0]),
             float(reply[1]),
@@ -501,8 +536,10 @@ class FleetLimiter(RateLimiter):
         if granted == 0:
             return max(wait, 0.0)
         self._due = now + wait
-        for _ in range(granted - 1):
+        for _ in range(granted - (0 if late else 1)):
             self._leased.append(now + BURST_SECONDS)
+        if late:
+            self._wake_next()
         return 0.0
 
     def _start_rate(self) -> float:
@@ -626,10 +663,14 @@ class FleetLimiter(RateLimiter):
                     return
                 try:
                     with anyio.fail_after(CONNECT_BUDGET):
+                        started = self._clock()
                         await redis.ping()
+                        if self._clock() - started > REDIS_BUDGET:
+                            continue  # up, but still too slow to pace by
                 except Exception:
                     continue
                 self.mode = SHARED
+                self._slow = 0
                 self._log.reachable()
                 for scope in self._local_scopes:
                     scope.cancel()  # the callers waiting locally go back to the fleet's queue

@@ -32,6 +32,7 @@ from aiocognito._errors import error_code
 from benchmarks._common import CONCURRENCY, KEYS, REGION, THREADS
 from benchmarks._peak import own_peak_rss_mib
 from benchmarks._peers import boto3_client, raw_client, wire
+from benchmarks._redis import shared_quota, shared_quota_killed_after
 from benchmarks._scenarios import (
     SCENARIOS,
     WEB_USERS,
@@ -212,6 +213,13 @@ async def drive(contender: Contender, job: Job) -> dict[str, Any]:
     """
     scenario = SCENARIOS[job.scenario]
     start, end = slice_bounds(job.n, job.index, job.processes)
+    web_here = bool(scenario.web_rps)
+    if scenario.web_apart and job.processes > 1:
+        # The last process makes only the per-call updates; the others share the bulk job.
+        web_here = job.index == job.processes - 1
+        start, end = (
+            (job.n, job.n) if web_here else slice_bounds(job.n, job.index, job.processes - 1)
+        )
     updates = plan(scenario, job.n, job.tag)[start:end]
     setup = Setup(scenario, job.url, job.pool, job.limits)
     failures: dict[int, str] = {}
@@ -220,13 +228,17 @@ async def drive(contender: Contender, job: Job) -> dict[str, Any]:
     async with contender.open(setup) as driver:
         bulk_done = asyncio.Event()
         web = None
-        if scenario.web_rps:
+        if web_here:
             assert driver.per_call is not None, f"{contender.name} makes no per-call updates"
             web = asyncio.create_task(
                 _web(driver.per_call, scenario.web_rps, job.n, job.tag, bulk_done)
             )
-        timed_out = await driver.bulk(updates, failures)
-        bulk_wall = time.perf_counter() - started
+        if updates or not web_here:
+            timed_out = await driver.bulk(updates, failures)
+            bulk_wall = time.perf_counter() - started
+        else:  # per-call updates alone, for as long as the bulk job ideally takes
+            await asyncio.sleep(job.n / scenario.quota)
+            timed_out, bulk_wall = False, 0.0
         bulk_done.set()
         if web is not None:
             extra.update(await web)
@@ -360,10 +372,21 @@ async def _boto3(setup: Setup) -> AsyncIterator[Driver]:
         yield Driver(bulk, per_call if web_client is not None else None)
 
 
+#: Seconds into a run at which the ``aiocognito-shared-killed`` contender's Redis is killed.
+REDIS_KILLED_AFTER = 4.0
+
 CONTENDERS = {
     c.name: c
     for c in (
         Contender("aiocognito", _aiocognito),
+        # The fleet mode: every process of the run draws from one bucket in a fresh Redis.
+        Contender("aiocognito-shared", _aiocognito, extra_limits=shared_quota),
+        # ...and that Redis is killed (SIGKILL) part-way: the processes fall back and finish.
+        Contender(
+            "aiocognito-shared-killed",
+            _aiocognito,
+            extra_limits=shared_quota_killed_after(REDIS_KILLED_AFTER),
+        ),
         Contender("raw-legacy", functools.partial(_raw, "legacy")),
         Contender("raw-standard", functools.partial(_raw, "standard")),
         Contender("raw-adaptive", functools.partial(_raw, "adaptive")),

@@ -27,6 +27,7 @@ from benchmarks._contenders import CONTENDERS, Job
 from benchmarks._scenarios import Scenario, plan, time_limit, users_needed
 
 Figures = dict[str, Any]
+WEB_FIGURES = ("web_calls", "web_failed", "web_p50_ms", "web_p99_ms")
 
 
 @attrs.frozen
@@ -145,8 +146,10 @@ def run_workers(scenario: Scenario, contender: str, n: int, run: int, processes:
         "cpu_sys": sum(o["cpu_sys"] for o in done) if done else None,
         "peak_rss_mib": max(o["peak_rss_mib"] for o in done) if done else None,
         "processes": processes,
-        # Each process's rate: its updates over its own wall time.
-        "process_rates": [o["updates"] / o["wall"] for o in done],
+        # Each process's rate: its updates over its own wall time (bulk processes only).
+        "process_rates": [o["updates"] / o["wall"] for o in done if o["updates"]],
+        # The per-call traffic's figures, from the process that made it (if any did).
+        **{key: o[key] for o in done for key in WEB_FIGURES if key in o},
     }
     judged = judge(scenario, n, tag, result, finished.stats, finished.state)
     judged["jain"] = jain(judged["process_rates"]) if len(done) == processes else None

@@ -37,6 +37,7 @@ class Scenario:
     web_rps: float = 0.0  # per-call updates per second beside the bulk job
     defaults: bool = False  # aiocognito runs on Limits() as it comes (25/s, adaptive)
     workers: bool = False  # run in P processes on the one quota (see --workers)
+    web_apart: bool = False  # with workers: the last process makes the per-call updates alone
     updates: int | None = None  # the scenario's own N, unless --updates is given
 
     def limits(self) -> dict[str, Any]:
@@ -111,6 +112,15 @@ SCENARIOS = {
     "workers-default": Scenario(
         "workers-default", 25, 20, workers=True, defaults=True, updates=1000,
         description="P processes on one 25/s quota, each on the default Limits()",
+    ),
+    "workers-unknown": Scenario(
+        "workers-unknown", 150, 20, workers=True, tell_quota=False, updates=3000,
+        description="P processes on one 150/s quota, none told it",
+    ),
+    "workers-web": Scenario(
+        "workers-web", 150, 20, workers=True, web_apart=True, web_rps=10.0, updates=3000,
+        description="P processes on one 150/s quota: the last makes 10 per-call updates/s, "
+        "the others share a bulk job",
     ),
 }  # fmt: skip
 WEB_USERS = 1000  # seeded beyond the bulk job's users, one per per-call update

@@ -199,8 +199,10 @@ def workers_table(scenario: Scenario, results: dict[tuple[str, int], Runs], n: i
         f"(N = {n:,} in all, N/quota = {n / scenario.quota:.1f} s)",
         "",
         "| contender | P | runs | wall ÷ (N/quota) | throttled % | failed (max) | lost | "
-        "not applied | Jain's index (min) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "not applied | Jain's index (min) |"
+        + (" per-call p99 ms | bulk share of quota |" if scenario.web_rps else ""),
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        + ("---:|---:|" if scenario.web_rps else ""),
     ]
     for (contender, processes), rs in results.items():
         eff = [r["efficiency"] for r in rs]
@@ -216,6 +218,11 @@ def workers_table(scenario: Scenario, results: dict[tuple[str, int], Runs], n: i
             _num(_median_of("not_applied")(rs), ",.0f"),
             f"{_num(_median(fairness), '.3f')} ({min(fairness, default=float('nan')):.3f})",
         ]
+        if scenario.web_rps:
+            cells += [
+                _num(_median_of("web_p99_ms")(rs)),
+                _num(_median_of("bulk_share")(rs), ".2f"),
+            ]
         lines.append(f"| {contender}{note} | {processes} | {len(rs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -3,8 +3,10 @@ the limiter under adversity (issue 12).
 
 Scenarios (see SCENARIOS): known quota, unknown quota, faults, web beside bulk and hot users
 (the default run); noisy-unknown and noisy-known (random throttles, 500s and resets after
-applying, with the quota not told or told); workers and workers-default (P processes on one
-quota, each told the whole quota, or each on the default Limits(); --workers sets the P's).
+applying, with the quota not told or told); workers, workers-default and workers-unknown (P
+processes on one quota, each told the whole quota, each on the default Limits(), or none told
+it; --workers sets the P's); workers-web (the last of the P processes makes 10 per-call
+updates/s while the others share the bulk job).
 In the workers scenarios every process makes its share of the N updates, and the figures are
 for the whole: aggregate wall time, throttled share, failed, lost, and Jain's fairness index
 of the processes' own rates.
@@ -18,6 +20,9 @@ the contender reported that update as failed.
 
 Contenders:
   aiocognito      CognitoClient; told the quota, except in "unknown"
+  aiocognito-shared         the same, every process of the run sharing the quota through a
+                            fresh redis-server (Limits(shared_quota_url=...))
+  aiocognito-shared-killed  the same, with that Redis killed (SIGKILL) 4 s into the run
   raw-legacy      aiobotocore, asyncio.gather under a semaphore of 64, botocore's legacy retries
   raw-standard    the same with retries={"mode": "standard"}
   raw-adaptive    the same with retries={"mode": "adaptive"}
