@@ -267,6 +267,20 @@ def test_per_call_traffic_runs_beside_the_bulk_job_and_is_timed() -> None:
     assert 0 <= figures["web_p50_ms"] <= figures["web_p99_ms"]
 
 
+def test_per_call_traffic_apart_runs_in_the_last_process_alone() -> None:
+    bulk_seen: dict[str, Any] = {}
+    job = Job("recording", "workers-web", "http://fake", "pool", 10, "t", {}, 0, 3)
+    asyncio.run(drive(_recording(bulk_seen, failing=set()), job))
+    assert bulk_seen["updates"] == plan(SCENARIOS["workers-web"], 10, "t")[0:5]  # 1 of 2
+    assert bulk_seen["per_call"] == []
+    web_seen: dict[str, Any] = {}
+    job = Job("recording", "workers-web", "http://fake", "pool", 10, "t", {}, 2, 3)
+    figures = asyncio.run(drive(_recording(web_seen, failing=set()), job))
+    assert web_seen.get("updates", []) == []
+    assert figures["updates"] == 0
+    assert figures["web_calls"] == len(web_seen["per_call"]) >= 1
+
+
 def test_each_scenario_states_aiocognitos_limits() -> None:
     for scenario in SCENARIOS.values():
         aiocognito.Limits(**scenario.limits())  # every one is a valid Limits
