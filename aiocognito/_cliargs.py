@@ -115,8 +115,9 @@ def shared_quota_url(text: str) -> str:
 
     try:
         Limits(shared_quota_url=text)
-    except ValueError as exc:
-        # Never echo the URL itself: it may hold a password.
+    except (TypeError, ValueError) as exc:
+        # Never echo the URL itself: it may hold a password. (argparse would, for anything
+        # but an ArgumentTypeError.)
         raise argparse.ArgumentTypeError(f"{exc}; got {redacted_url(text)!r}") from None
     return text
 

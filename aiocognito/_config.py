@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import urlsplit
 
 from attrs import field, frozen, validators
@@ -37,14 +38,21 @@ def _check_shared_quota_url(_inst: object, _attribute: object, value: str | None
 
 
 def redact_url(url: str | None) -> str | None:
-    """``url`` with its password (if any) masked as ``***``: safe for reprs and logs."""
+    """``url`` with its password masked as ``***``: safe for reprs and logs.
+
+    Works on the text, not a parse, so that a malformed URL or a password holding ``#``, ``?``
+    or ``/`` is masked too: everything between ``://`` and the last ``@`` but a user name, and
+    any ``password=`` query parameter (redis-py reads one).
+    """
     if not url:
         return url
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    user = (parts.username or "") + ":***"
-    return parts._replace(netloc=f"{user}@{parts.netloc.rpartition('@')[2]}").geturl()
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        userinfo, _at, host = rest.rpartition("@")
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+        rest = f"{user}:***@{host}"
+    masked = f"{scheme}{sep}{rest}"
+    return re.sub(r"(?i)([?&;]password=)[^&;#]*", r"\1***", masked)
 
 
 def _hide_password(url: str | None) -> str:

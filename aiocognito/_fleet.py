@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import _log
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, QuotaDeadlineError
 from ._limits import (
     BURST_SECONDS,
     DEADLINE_MARGIN,
@@ -99,24 +99,30 @@ SERVE_LOCALLY = -1.0  # _draw's answer when Redis was slow: this one request goe
 CONNECT_BUDGET = 1.0  # the first connection (TCP, TLS, AUTH) at open may take longer
 LEASE_SECONDS = 0.02  # take up to 20 ms of the rate at once: 2 tokens at 120/s, 1 at 25/s
 RESERVE_SHARE = 0.1  # bulk callers leave a tenth of the burst (at least 1 token) to interactive
-JUDGE_LEASE = 1.0  # a judge that has not taken for this long hands over to one that takes
+JUDGE_LEASE = 1.0  # a judge that has not taken for this long (or for 3 of its turns at the
+# fleet's rate, if longer) hands over to one that takes
+CEILING_MEMORY = 10.0  # the lowest configured quota binds the fleet this long after its
+# process last took
 PULL_EVERY = 0.1  # the judge reads the fleet's counters this often: windows are 1 s long
 PROCESS_WINDOW = 1.0  # "processes drawing" counts those that took in the last second
 KEY_TTL = 3600  # seconds an idle fleet's keys live; renewed by every take
 RECONNECT_FIRST = 0.1  # the first reconnect attempt after a failure, in seconds...
 RECONNECT_CAP = 5.0  # ...doubling, with full jitter, up to this
+TRIP_WEIGHT = 0.1  # the smoothed Redis round trip follows the last ten or so
 EPOCH = 1_700_000_000  # Redis TIME minus this keeps microseconds exact in a double
 
 # KEYS: 1 the bucket hash, 2 the processes' sorted set.
 # ARGV: 1 member, 2 wanted, 3 bulk (0/1), 4 answers, 5 throttled answers, 6 the judge's rate
 # ('' unless the caller judges), 7 the rate for a bucket not yet made, 8 the caller's ceiling
 # (''), 9 burst seconds, 10 reserve share, 11 judge lease, 12 pull every, 13 ttl,
-# 14 process window, 15 now ('' for Redis's TIME; tests pass one), 16 the judge's state ('').
-# Returns: granted, wait (s: until the tokens wanted are there; none were granted, or as many
-# again), rate, judges (0/1), pulled answers (-1 if none), pulled
-# throttles, processes, stored state (for a new judge), now.
+# 14 process window, 15 now ('' for Redis's TIME; tests pass one), 16 the judge's state (''),
+# 17 ceiling memory.
+# Returns: granted; wait (s: until the tokens wanted are there; none were granted, or as many
+# again; never 0 when none were); rate; judges (0/1); pulled answers (-1 if none); pulled
+# throttles; processes; stored state (for a new judge); now; the fleet's ceiling ('' if none).
 _TAKE = """
 local key, procs = KEYS[1], KEYS[2]
+local function num(x) return string.format('%.17g', x) end
 local now
 if ARGV[15] ~= '' then
   now = tonumber(ARGV[15])
@@ -129,6 +135,11 @@ local answers, throttled = tonumber(ARGV[4]), tonumber(ARGV[5])
 if answers > 0 then redis.call('HINCRBY', key, 'answers', answers) end
 if throttled > 0 then redis.call('HINCRBY', key, 'throttled', throttled) end
 
+redis.call('ZADD', procs, now, member)
+redis.call('ZREMRANGEBYSCORE', procs, '-inf', now - tonumber(ARGV[14]))
+local processes = redis.call('ZCARD', procs)
+
+-- The judge: the caller, if it judges already or the last judge's lease ran out.
 local judge = redis.call('HGET', key, 'judge')
 local judge_until = tonumber(redis.call('HGET', key, 'judge_until') or '0')
 local judges = 0
@@ -136,13 +147,12 @@ local state = ''
 if judge == member or not judge or judge_until < now then
   judges = 1
   if judge ~= member then
-    redis.call('HSET', key, 'judge', member, 'pulled_at', now)
+    redis.call('HSET', key, 'judge', member, 'pulled_at', num(now))
     state = redis.call('HGET', key, 'state') or ''
   else
     if ARGV[6] ~= '' then redis.call('HSET', key, 'rate', ARGV[6]) end
     if ARGV[16] ~= '' then redis.call('HSET', key, 'state', ARGV[16]) end
   end
-  redis.call('HSET', key, 'judge_until', now + tonumber(ARGV[11]))
 end
 
 local stored = redis.call('HGET', key, 'rate')
@@ -151,30 +161,50 @@ if not stored then
   redis.call('HSET', key, 'rate', stored)
 end
 local rate = tonumber(stored)
-if ARGV[8] ~= '' then rate = math.min(rate, tonumber(ARGV[8])) end
+
+-- The fleet's ceiling: the lowest quota a process configured, held while that process
+-- keeps taking (it renews it), then the next lowest.
+local ceiling = tonumber(redis.call('HGET', key, 'ceiling') or '')
+if ceiling and tonumber(redis.call('HGET', key, 'ceiling_until') or '0') < now then
+  ceiling = nil
+end
+if ARGV[8] ~= '' then
+  local mine = tonumber(ARGV[8])
+  if not ceiling or mine <= ceiling or redis.call('HGET', key, 'ceiling_by') == member then
+    ceiling = mine
+    redis.call('HSET', key, 'ceiling', num(mine), 'ceiling_by', member,
+               'ceiling_until', num(now + tonumber(ARGV[17])))
+  end
+end
+if ceiling then rate = math.min(rate, ceiling) end
+
+if judges == 1 then
+  -- A judge keeps its lease while it takes about as often as a process does at this rate.
+  local lease = math.max(tonumber(ARGV[11]), 3 * processes / rate)
+  redis.call('HSET', key, 'judge_until', num(now + lease))
+end
 
 local period = 1.0 / rate
 local capacity = math.max(1.0, rate * tonumber(ARGV[9]))
 local limit = capacity
-if ARGV[3] == '1' then
+if ARGV[3] == '1' and capacity >= 2.0 then
   local reserve = math.max(1.0, math.floor(capacity * tonumber(ARGV[10]) + 0.5))
   limit = math.max(1.0, capacity - reserve)
-  if capacity < 2.0 then limit = capacity end
 end
 local tat = tonumber(redis.call('HGET', key, 'tat') or '0')
 if tat < now then tat = now end
-local room = math.floor((now + limit * period - tat) / period + 1e-9)
+local room = math.floor((now + limit * period - tat) / period + 1e-6)
 local wanted = math.max(1, math.min(tonumber(ARGV[2]), math.floor(limit)))
 local granted = math.max(0, math.min(wanted, room))
 local wait
 if granted > 0 then
   -- Granted: the wait is until as many tokens are there again, so it need not ask before.
   tat = tat + granted * period
-  redis.call('HSET', key, 'tat', tostring(tat))
+  redis.call('HSET', key, 'tat', num(tat))
   wait = math.max(0, tat + wanted * period - now - limit * period)
 else
   -- Refused: the wait is until all the tokens it wanted are there, to take them in one trip.
-  wait = tat + wanted * period - now - limit * period
+  wait = math.max(1e-6, tat + wanted * period - now - limit * period)
 end
 
 local pulled, pulled_throttled = -1, 0
@@ -183,17 +213,14 @@ if judges == 1 then
   if now - pulled_at >= tonumber(ARGV[12]) then
     pulled = tonumber(redis.call('HGET', key, 'answers') or '0')
     pulled_throttled = tonumber(redis.call('HGET', key, 'throttled') or '0')
-    redis.call('HSET', key, 'answers', 0, 'throttled', 0, 'pulled_at', now)
+    redis.call('HSET', key, 'answers', 0, 'throttled', 0, 'pulled_at', num(now))
   end
 end
 
-redis.call('ZADD', procs, now, member)
-redis.call('ZREMRANGEBYSCORE', procs, '-inf', now - tonumber(ARGV[14]))
-local processes = redis.call('ZCARD', procs)
 redis.call('EXPIRE', key, tonumber(ARGV[13]))
 redis.call('EXPIRE', procs, tonumber(ARGV[13]))
-return {granted, tostring(wait), tostring(rate), judges, pulled, pulled_throttled, processes,
-        state, tostring(now)}
+return {granted, num(wait), num(rate), judges, pulled, pulled_throttled, processes, state,
+        num(now), ceiling and num(ceiling) or ''}
 """.replace("EPOCH", str(EPOCH))
 
 
@@ -205,6 +232,10 @@ def require_redis() -> None:
         raise ConfigurationError(
             "a shared quota needs redis-py: pip install 'aiocognito[redis]'"
         ) from exc
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def queued(queues: tuple[deque[_Waiter], deque[_Waiter]]) -> int:
@@ -269,6 +300,10 @@ class FleetLimiter(RateLimiter):
         self._local_scopes: set[anyio.CancelScope] = set()  # callers waiting locally
         self.takes = 0  # round trips to Redis that answered
         self._slow = 0  # round trips in a row over REDIS_BUDGET
+        self._trip = 0.0  # the round trip to Redis, smoothed
+        self._asked = 1  # tokens the last draw asked for
+        self._backoff = RECONNECT_FIRST  # the next wait before trying Redis again
+        self._rejoined_at = -math.inf
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -424,7 +459,8 @@ class FleetLimiter(RateLimiter):
     async def _turn(
         self, priority: Priority, deadline: float | None, share: ShareLimit | None
     ) -> float | None:
-        """The head's turn: 0.0 if it has its token, else the seconds to wait; None on failure."""
+        """The head's turn: 0.0 if it has its token, else the seconds to wait; None on failure,
+        :data:`SERVE_LOCALLY` if Redis was slow."""
         now = self._clock()
         wait = 0.0
         if share is not None:
@@ -432,21 +468,39 @@ class FleetLimiter(RateLimiter):
         if wait == 0.0 and not self._leased:
             wait = max(0.0, self._due - now)  # the bucket has no token for us before then
         if wait == 0.0:
-            self._too_late(now, deadline, 0)
+            self._too_late(now + self._redis_trip(), deadline, 0)
             if not self._lease(now):
                 # An interactive caller asks for its own token; bulk ones, for all the callers
                 # waiting (leased: up to LEASE_SECONDS of the rate).
                 wanted = 1 if priority is Priority.INTERACTIVE else queued(self._waiting)
                 taken = await self._draw(priority, wanted)
-                if taken is None or taken != 0.0:
-                    return taken  # failed, slow (SERVE_LOCALLY) or refused (the wait)
-            if share is not None:
-                share._take()
-            self._sent += 1
-            return 0.0
+                if taken is None or taken == SERVE_LOCALLY:
+                    return taken
+                wait = taken
+            if wait == 0.0:
+                try:
+                    # The round trip to Redis took time too: the call must still fit.
+                    self._too_late(self._clock(), deadline, 0)
+                except QuotaDeadlineError:
+                    self._keep(self._clock())  # the token serves the next caller
+                    raise
+                if share is not None:
+                    share._take()
+                self._sent += 1
+                return 0.0
         # The rate may have fallen since the estimate: check again at every turn.
         self._too_late(self._clock() + wait, deadline, 0)
         return wait
+
+    def _redis_trip(self) -> float:
+        """The round trip to Redis a draw is expected to add before a call can go."""
+        return min(self._trip, REDIS_BUDGET)
+
+    def _keep(self, now: float) -> None:
+        """Keep a token for the next caller while it is fresh, up to the bucket's burst."""
+        rate = self.fleet_rate or super().rate() or 1.0
+        if len(self._leased) < max(1, math.floor(rate * BURST_SECONDS)):
+            self._leased.append(now + BURST_SECONDS)
 
     async def _draw(self, priority: Priority, wanted: int) -> float | None:
         """One round trip: take tokens (0.0), or the wait for the next; None if Redis failed,
@@ -456,15 +510,44 @@ class FleetLimiter(RateLimiter):
         wanted = max(1, min(wanted, math.floor(rate * LEASE_SECONDS)))
         answers, throttles = self._answers, self._throttles
         self._answers = self._throttles = 0
+        self._asked = wanted
         now = self._clock()
-        judged = self._judge is not None
-        args = [
+        args = self._arguments(now, priority, wanted, answers, throttles)
+        call = asyncio.ensure_future(self._script(keys=list(self.keys), args=args))
+        # Wait for the answer within the budget, but never cancel the call: a cancelled
+        # command costs the connection (and the tokens the script took). A late answer still
+        # counts when it comes; its tokens are kept for the next callers while fresh.
+        try:
+            await asyncio.wait({call}, timeout=REDIS_BUDGET)
+        except BaseException:  # the caller was cancelled: the answer still counts
+            call.add_done_callback(self._late)
+            raise
+        if not call.done():
+            call.add_done_callback(self._late)
+            self._slow += 1
+            if self._slow >= SLOW_STRIKES:
+                self._fall_back(TimeoutError(f"{SLOW_STRIKES} round trips over the budget"))
+                return None
+            return SERVE_LOCALLY
+        self._trip += TRIP_WEIGHT * (self._clock() - now - self._trip)
+        try:
+            return self._answered(call.result())
+        except Exception as exc:  # an error, or an answer that is not the script's
+            self._fall_back(exc)
+            return None
+
+    def _arguments(
+        self, now: float, priority: Priority, wanted: int, answers: int, throttles: int
+    ) -> list[Any]:
+        """The script's ARGV (see :data:`_TAKE`)."""
+        judge = self._judge
+        return [
             self.member,
             wanted,
             1 if priority is Priority.BULK else 0,
             answers,
             throttles,
-            repr(self._judge.rate(now)) if self._judge is not None else "",
+            repr(judge.rate(now)) if judge is not None else "",
             repr(self._start_rate()),
             "" if self._ceiling is None else repr(float(self._ceiling)),
             BURST_SECONDS,
@@ -474,28 +557,9 @@ class FleetLimiter(RateLimiter):
             KEY_TTL,
             PROCESS_WINDOW,
             "",
-            self._state() if judged else "",
+            self._state() if judge is not None else "",
+            CEILING_MEMORY,
         ]
-        call = asyncio.ensure_future(self._script(keys=list(self.keys), args=args))
-        # Wait for the answer within the budget, but never cancel the call: a cancelled
-        # command costs the connection (and the tokens the script took). A late answer still
-        # counts when it comes; its tokens are kept for the next callers while fresh.
-        await asyncio.wait({call}, timeout=REDIS_BUDGET)
-        if not call.done():
-            call.add_done_callback(self._late)
-            self._slow += 1
-            if self._slow >= SLOW_STRIKES:
-                self._fall_back(TimeoutError(f"{SLOW_STRIKES} round trips over the budget"))
-                return None
-            return SERVE_LOCALLY
-        failure = call.exception()
-        if failure is not None:
-            self._answers += answers
-            self._throttles += throttles
-            self._fall_back(failure)
-            return None
-        self._slow = 0
-        return self._answered(call.result())
 
     def _late(self, call: asyncio.Future[Any]) -> None:
         """An answer that came after its budget: its tokens are kept for the next callers."""
@@ -507,12 +571,14 @@ class FleetLimiter(RateLimiter):
         if failure is not None:
             self._fall_back(failure)
             return
-        self._answered(call.result(), late=True)
+        try:
+            self._answered(call.result(), late=True)
+        except Exception as exc:  # an answer that is not the script's
+            self._fall_back(exc)
 
     def _answered(self, reply: list[Any], *, late: bool = False) -> float:
         """Take in the script's answer: 0.0 if granted, else the wait for the next token."""
-        self.takes += 1
-        granted, wait, fleet_rate, judges, pulled, pulled_throttles, processes, state = (
+        granted, wait, fleet_rate, judges, pulled, pulled_throttles, processes = (
             int(reply[0]),
             float(reply[1]),
             float(reply[2]),
@@ -520,34 +586,43 @@ class FleetLimiter(RateLimiter):
             int(reply[4]),
             int(reply[5]),
             int(reply[6]),
-            reply[7],
         )
+        state, ceiling = _text(reply[7]), _text(reply[9])
+        if not (fleet_rate > 0 and math.isfinite(wait) and granted >= 0):
+            raise ValueError("not the take script's answer")
+        self.takes += 1
+        self._slow = 0
         self.fleet_rate = fleet_rate
         self.processes = processes
         now = self._clock()
         if judges:
             if self._judge is None:
-                text = state.decode() if isinstance(state, bytes) else str(state)
-                self._judge = self._new_judge(now, fleet_rate, text)
+                self._judge = self._new_judge(now, fleet_rate, state)
+            own = self._ceiling
+            fleet = float(ceiling) if ceiling else None
+            self._judge.ceiling = min((c for c in (own, fleet) if c is not None), default=None)
             if pulled >= 0:
                 self._feed(now, pulled, pulled_throttles)
         else:
             self._judge = None
+        # Jitter on when to ask again, up to the time of the tokens asked for: processes told
+        # the same instant would otherwise race for each token, and the one nearer Redis
+        # would win nearly all. (Nothing is lost: tokens wait in the bucket, up to its burst.)
+        jitter = random.random() * self._asked / fleet_rate
         if granted == 0:
-            return max(wait, 0.0)
-        self._due = now + wait
+            return max(wait, 1e-6) + jitter
+        self._due = now + wait + jitter
         for _ in range(granted - (0 if late else 1)):
-            self._leased.append(now + BURST_SECONDS)
+            self._keep(now)
         if late:
             self._wake_next()
         return 0.0
 
     def _start_rate(self) -> float:
         """The rate for a bucket not yet made (a new fleet, or keys lost in a restart)."""
-        local = super().rate() or 1.0
-        if self.mode == SHARED and self.fleet_rate is not None:
-            return self.fleet_rate
-        return local * max(1, self.processes)
+        if self.fleet_rate is not None:
+            return self.fleet_rate  # as last seen, before an outage too
+        return super().rate() or 1.0
 
     # -- the judge -----------------------------------------------------------------------------
 
@@ -566,7 +641,7 @@ class FleetLimiter(RateLimiter):
         if saved or abs(fleet_rate - judge.rate(now)) > 1e-9:
             # Not a new fleet: carry on from where the fleet is, not from the start.
             judge.slow_start = judge.slow_start and bool(saved.get("slow_start", False))
-            w_max = float(saved.get("w_max", fleet_rate))
+            w_max = float(saved.get("w_max", judge.w_max))  # else: the ceiling, if told
             scale = saved.get("scale")
             judge.scale = float(scale) if isinstance(scale, int | float) else None
             judge.base = fleet_rate
@@ -603,7 +678,7 @@ class FleetLimiter(RateLimiter):
             super().refund(share)
             return
         self._sent -= 1
-        self._leased.appendleft(self._clock() + BURST_SECONDS)
+        self._keep(self._clock())
         if share is not None and share._bucket is not None:
             share._bucket.tokens += 1.0
         self._wake_next()
@@ -652,25 +727,34 @@ class FleetLimiter(RateLimiter):
         self._rate = local
 
     async def _rejoin(self) -> None:
-        """Ping Redis with capped, jittered backoff until it answers; then share again."""
-        delay = RECONNECT_FIRST
+        """Try the bucket with capped, jittered backoff until it answers in time; then share.
+
+        The probe is a real draw (its token is kept), not a PING: a server that answers PING
+        but cannot run the script (a read-only replica) must not be rejoined. The backoff
+        carries over from an outage that ended less than ``RECONNECT_CAP`` seconds of sharing
+        ago, so a flapping Redis is not hammered.
+        """
+        if self._clock() - self._rejoined_at > RECONNECT_CAP:
+            self._backoff = RECONNECT_FIRST
         try:
             while True:
-                await anyio.sleep(random.uniform(0.5, 1.0) * delay)
-                delay = min(delay * 2, RECONNECT_CAP)
-                redis = self._redis
-                if redis is None:
+                await anyio.sleep(random.uniform(0.5, 1.0) * self._backoff)
+                self._backoff = min(self._backoff * 2, RECONNECT_CAP)
+                if self._redis is None or self._script is None:
                     return
+                started = self._clock()
+                args = self._arguments(started, Priority.BULK, 1, 0, 0)
                 try:
                     with anyio.fail_after(CONNECT_BUDGET):
-                        started = self._clock()
-                        await redis.ping()
-                        if self._clock() - started > REDIS_BUDGET:
-                            continue  # up, but still too slow to pace by
+                        reply = await self._script(keys=list(self.keys), args=args)
+                    if self._clock() - started > REDIS_BUDGET:
+                        continue  # up, but still too slow to pace by
+                    self.mode = SHARED
+                    self._answered(reply, late=True)
                 except Exception:
+                    self.mode = LOCAL_FALLBACK
                     continue
-                self.mode = SHARED
-                self._slow = 0
+                self._rejoined_at = self._clock()
                 self._log.reachable()
                 for scope in self._local_scopes:
                     scope.cancel()  # the callers waiting locally go back to the fleet's queue

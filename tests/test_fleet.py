@@ -7,6 +7,7 @@ or restart.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import attrs
 import pytest
 import redis.asyncio as aioredis
 
 import aiocognito
-from aiocognito import _bulkcli, _fleet, _limits, cli
+from aiocognito import _bulkcli, _config, _fleet, _limits, cli
 from aiocognito._bulkcli import UpdateSettings, fleet_text, run_update
 from aiocognito._errors import QuotaDeadlineError
 from aiocognito._fleet import LOCAL_FALLBACK, SHARED, FleetLimiter
@@ -81,6 +83,7 @@ async def take(
             member, wanted, 1 if bulk else 0, answers, throttled, judge_rate, start_rate,
             ceiling, _limits.BURST_SECONDS, _fleet.RESERVE_SHARE, _fleet.JUDGE_LEASE,
             _fleet.PULL_EVERY, _fleet.KEY_TTL, _fleet.PROCESS_WINDOW, repr(now), state,
+            _fleet.CEILING_MEMORY,
         ],
     )  # fmt: skip
     return Reply(raw)
@@ -121,9 +124,34 @@ async def test_bulk_leaves_a_reserve_that_interactive_callers_use(redis: aioredi
     assert waits == [pytest.approx(0.04), pytest.approx(0.02)]
 
 
-async def test_the_lowest_configured_ceiling_paces_its_process(redis: aioredis.Redis) -> None:
+async def test_the_lowest_configured_ceiling_paces_the_whole_fleet(redis: aioredis.Redis) -> None:
     assert (await take(redis, "a", 1.0, start_rate=100.0)).rate == 100.0
     assert (await take(redis, "b", 1.0, start_rate=100.0, ceiling="5.0")).rate == 5.0
+    assert (await take(redis, "a", 1.5, ceiling="50.0")).rate == 5.0  # b's binds a too
+    # b stops taking: its ceiling binds for CEILING_MEMORY more, then the next lowest does.
+    assert (await take(redis, "a", 1.0 + _fleet.CEILING_MEMORY - 0.1, ceiling="50.0")).rate == 5.0
+    assert (await take(redis, "a", 1.0 + _fleet.CEILING_MEMORY + 0.1, ceiling="50.0")).rate == 50.0
+    assert (await take(redis, "c", 12.0)).rate == 50.0
+
+
+async def test_a_refusal_always_says_to_wait(redis: aioredis.Redis) -> None:
+    """At any rate and any instant, a refused draw answers a positive wait (a zero would read
+    as a grant), and the bucket never grants more than its burst plus the rate allows."""
+    now = 96_000_000.123456  # Redis TIME minus EPOCH, in a year or two
+    for rate in (0.7, 3.0, 3.3333, 25.0, 149.9, 3_000.0):
+        await redis.delete(*KEYS)
+        granted, t = 0, now
+        while t < now + 0.5:
+            reply = await take(redis, f"r{rate}", t, start_rate=rate)
+            if reply.granted:
+                granted += 1
+            else:
+                assert reply.wait > 0
+            t += min(reply.wait, 0.5) if not reply.granted else 0.0
+            if granted > 3 * rate + 10:
+                break
+        burst = max(1.0, rate * _limits.BURST_SECONDS)
+        assert granted <= burst + rate * 0.5 + 1
 
 
 # ------------------------------------------------------------------------------------------
@@ -536,3 +564,99 @@ async def test_a_client_with_a_lower_quota_lowers_the_fleets_ceiling_here(
         assert limiter.statistics().fleet_rate == 10.0
     finally:
         await limiter.detach()
+
+
+# ------------------------------------------------------------------------------------------
+# Review regressions
+
+
+async def test_refunded_tokens_never_exceed_the_burst(redis_server: RedisServer) -> None:
+    limiter = fleet(redis_server.url, ceiling=25.0)  # a 5-token burst
+    await limiter.attach()
+    try:
+        for _ in range(5):
+            await limiter.acquire()
+        for _ in range(40):
+            limiter.refund()  # never sent, each of them: kept, but only up to the burst
+        assert len(limiter._leased) <= 5
+    finally:
+        await limiter.detach()
+
+
+async def test_a_deadline_behind_a_refused_draw_fails_at_once(redis_server: RedisServer) -> None:
+    limiter = fleet(redis_server.url, ceiling=2.0)
+    await limiter.attach()
+    try:
+        await limiter.acquire()
+        started = anyio.current_time()
+        with pytest.raises(QuotaDeadlineError):
+            await limiter.acquire(deadline=limiter._clock() + 0.1)  # next token in 0.5 s
+        assert anyio.current_time() - started < 0.09  # it did not wait for the token first
+    finally:
+        await limiter.detach()
+
+
+async def test_a_server_that_is_not_redis_falls_back_without_failing_calls(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def pong(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                while await stream.receive():
+                    await stream.send(b"+PONG\r\n")
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, pong)
+        limiter = fleet(f"redis://127.0.0.1:{port}/0")
+        with caplog.at_level(logging.WARNING, logger="aiocognito"):
+            await limiter.attach()
+            try:
+                for _ in range(5):
+                    await limiter.acquire()
+                assert limiter.statistics().mode == LOCAL_FALLBACK
+            finally:
+                await limiter.detach()
+        tg.cancel_scope.cancel()
+    assert sum(r.levelno == logging.WARNING for r in caplog.records) == 1
+
+
+async def test_a_redis_that_pings_but_cannot_run_the_script_is_not_rejoined(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_fleet, "RECONNECT_CAP", 0.02)  # many reconnect attempts in the test
+    admin = aioredis.Redis.from_url(redis_server.url)
+    limiter = fleet(redis_server.url)
+    try:
+        await limiter.attach()
+        await limiter.acquire()
+        await admin.execute_command("ACL", "SETUSER", "default", "-@scripting")  # type: ignore[no-untyped-call]
+        with caplog.at_level(logging.INFO, logger="aiocognito"):
+            with anyio.fail_after(5):
+                for _ in range(30):
+                    await limiter.acquire()
+                    await anyio.sleep(0.01)  # let the reconnect task try, again and again
+        assert limiter.mode == LOCAL_FALLBACK
+        messages = [r.getMessage() for r in caplog.records]
+        assert sum("unreachable" in m for m in messages) == 1
+        assert not any("rejoined" in m for m in messages)
+    finally:
+        await limiter.detach()
+        await admin.aclose()
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("redis://:hunter2@cache:6379/0", "hunter2"),
+        ("redis://user:hun#ter2@cache:6379/0", "hun#ter2"),
+        ("redis://user:pa/ss?w@rd@cache:6379/0", "pa/ss?w@rd"),
+        ("redis://cache:6379/0?password=hunter2&db=1", "hunter2"),
+        ("rediss://u:p%40ss@[::1:6379/0", "p%40ss"),
+    ],
+)
+def test_a_password_in_the_url_is_masked_wherever_it_is(url: str, secret: str) -> None:
+    assert secret not in (_config.redact_url(url) or "")
+    with contextlib.suppress(ValueError):
+        assert secret not in repr(aiocognito.Limits(shared_quota_url=url))
