@@ -209,7 +209,9 @@ async def drive(contender: Contender, job: Job) -> dict[str, Any]:
     """Run this process's share of the job's plan with one contender; its own figures.
 
     ``wall`` runs from opening the clients to closing them; ``bulk_wall`` ends with the bulk
-    job. ``failed_indices`` are indices of the whole plan.
+    job. ``began_at`` and ``ended_at`` (the host's clock) bracket the bulk job itself, clients
+    open, so a run's *makespan* over several processes is from the first start to the last end.
+    ``failed_indices`` are indices of the whole plan.
     """
     scenario = SCENARIOS[job.scenario]
     start, end = slice_bounds(job.n, job.index, job.processes)
@@ -233,12 +235,14 @@ async def drive(contender: Contender, job: Job) -> dict[str, Any]:
             web = asyncio.create_task(
                 _web(driver.per_call, scenario.web_rps, job.n, job.tag, bulk_done)
             )
+        began_at = time.time()  # the host's clock: the harness compares processes by it
         if updates or not web_here:
             timed_out = await driver.bulk(updates, failures)
             bulk_wall = time.perf_counter() - started
         else:  # per-call updates alone, for as long as the bulk job ideally takes
             await asyncio.sleep(job.n / scenario.quota)
             timed_out, bulk_wall = False, 0.0
+        ended_at = time.time()
         bulk_done.set()
         if web is not None:
             extra.update(await web)
@@ -249,6 +253,8 @@ async def drive(contender: Contender, job: Job) -> dict[str, Any]:
     return {
         "wall": wall,
         "bulk_wall": bulk_wall,
+        "began_at": began_at,
+        "ended_at": ended_at,
         "cpu_user": usage.ru_utime,
         "cpu_sys": usage.ru_stime,
         "peak_rss_mib": own_peak_rss_mib(),  # not ru_maxrss: see benchmarks/_peak.py

@@ -148,11 +148,19 @@ def run_workers(scenario: Scenario, contender: str, n: int, run: int, processes:
         "processes": processes,
         # Each process's rate: its updates over its own wall time (bulk processes only).
         "process_rates": [o["updates"] / o["wall"] for o in done if o["updates"]],
+        # From the first process's first update to the last one's last answer, clients open:
+        # how long the fleet took over the job, without the interpreters' start-up.
+        "makespan": max(o["ended_at"] for o in done) - min(o["began_at"] for o in done)
+        if done
+        else None,
         # The per-call traffic's figures, from the process that made it (if any did).
         **{key: o[key] for o in done for key in WEB_FIGURES if key in o},
     }
     judged = judge(scenario, n, tag, result, finished.stats, finished.state)
     judged["jain"] = jain(judged["process_rates"]) if len(done) == processes else None
+    judged["makespan_efficiency"] = (
+        result["makespan"] / (n / scenario.quota) if result["makespan"] is not None else None
+    )
     return judged
 
 

@@ -192,16 +192,18 @@ def workers_table(scenario: Scenario, results: dict[tuple[str, int], Runs], n: i
     """One Markdown table for a workers scenario: a row per contender and process count.
 
     Figures are medians over the runs, with the range of the key ones: the aggregate wall over
-    the ideal (N / quota), and Jain's fairness index of the processes' own rates.
+    the ideal (N / quota), and Jain's fairness index of the processes' own rates. The wall is
+    the longest process's own, clients' opening included; the makespan runs from the first
+    process's first update to the last process's last answer.
     """
     lines = [
         f"### {scenario.name}: {scenario.description} "
         f"(N = {n:,} in all, N/quota = {n / scenario.quota:.1f} s)",
         "",
-        "| contender | P | runs | wall ÷ (N/quota) | throttled % | failed (max) | lost | "
-        "not applied | Jain's index (min) |"
+        "| contender | P | runs | wall ÷ (N/quota) | makespan ÷ (N/quota) | throttled % | "
+        "failed (max) | lost | not applied | Jain's index (min) |"
         + (" per-call p99 ms | bulk share of quota |" if scenario.web_rps else ""),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         + ("---:|---:|" if scenario.web_rps else ""),
     ]
     for (contender, processes), rs in results.items():
@@ -212,6 +214,7 @@ def workers_table(scenario: Scenario, results: dict[tuple[str, int], Runs], n: i
         note = f" (not all finished in {time_limit():g} s)" if stopped else ""
         cells = [
             f"{_median(eff):.3f} ({min(eff):.3f} to {max(eff):.3f})",
+            _num(_median_of("makespan_efficiency")(rs), ".3f"),
             _num(_median_of("throttled_share", 100)(rs), ".1f"),
             f"{_num(_median([float(f) for f in failed]), ',.0f')} ({max(failed, default=0):,})",
             _num(_median_of("lost")(rs), ",.0f"),
