@@ -40,13 +40,13 @@ Several clients on one meter provider share the instruments; the gauges add thei
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections.abc import Iterable
 from contextlib import AbstractContextManager
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import metrics, trace
+from opentelemetry import context, metrics, trace
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
@@ -57,6 +57,10 @@ from ._requests import request_id
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
+    from opentelemetry.context import Context
+
     from ._bulk import BulkStatistics
     from ._client import CognitoClient
     from ._dispatch import Job
@@ -186,20 +190,66 @@ def _meters_for(provider: MeterProvider) -> _Meters:
     return found
 
 
+class _Call:
+    """One public call's span and start time; as a context manager, it makes the span current.
+
+    Made once per call, so it is kept small: plain slots, and the context is attached and
+    detached directly rather than through ``trace.use_span``'s generator.
+    """
+
+    __slots__ = ("_token", "began", "span")
+    _token: Token[Context]  # set on entry
+
+    def __init__(self, span: Span, began: float) -> None:
+        self.span = span
+        self.began = began
+
+    def __enter__(self) -> Span:
+        self._token = context.attach(trace.set_span_in_context(self.span))
+        return self.span
+
+    def __exit__(self, *exc_info: object) -> None:
+        context.detach(self._token)
+
+
 class Instruments:
-    """One client's tracer and its meter provider's instruments; the client calls these hooks."""
+    """One client's tracer and its meter provider's instruments; the client calls these hooks.
+
+    The span name, the span's starting attributes and the latency histogram's attributes of a
+    successful call depend on the operation alone, so they are built once per operation and
+    handed to the SDK as they are (it copies what it keeps, and none of them is ever changed).
+    """
 
     def __init__(
         self, tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None
     ) -> None:
         self._tracer = trace.get_tracer(_SCOPE, __version__, tracer_provider=tracer_provider)
         self._meters = _meters_for(meter_provider or metrics.get_meter_provider())
+        self._duration = self._meters.duration
         self._region: str | None = None
+        self._starts: dict[str, tuple[str, dict[str, str]]] = {}
+        self._ok_durations: dict[str, dict[str, str]] = {}
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Build each operation's span name and constant attributes, for the client's region."""
+        for operation in OPERATIONS:
+            attributes = {
+                "rpc.system": "aws-api",
+                "rpc.service": RPC_SERVICE,
+                "rpc.method": operation,
+            }
+            if self._region:
+                attributes["cloud.region"] = self._region
+            self._starts[operation] = (f"{RPC_SERVICE}/{operation}", attributes)
+            self._ok_durations[operation] = {"rpc.method": operation}
 
     def attach(self, client: CognitoClient, region: str | None) -> None:
         """Count ``client`` in the gauges (weakly: a forgotten client drops out)."""
         self._meters.clients.add(client)
-        self._region = region
+        if region != self._region:
+            self._region = region
+            self._prepare()
 
     def on_attempt(self, operation: str, throttled: bool) -> None:
         """An attempt landed: count it, and the throttle if it was one."""
@@ -209,62 +259,57 @@ class Instruments:
             counts = self._meters.throttled
             counts[operation] = counts.get(operation, 0) + 1
 
-    def call_started(self, operation: str) -> tuple[Span, float]:
+    def call_started(self, operation: str) -> _Call:
         """Open the span of one public call."""
-        attributes: dict[str, str] = {
-            "rpc.system": "aws-api",
-            "rpc.service": RPC_SERVICE,
-            "rpc.method": operation,
-        }
-        if self._region:
-            attributes["cloud.region"] = self._region
-        span = self._tracer.start_span(
-            f"{RPC_SERVICE}/{operation}", kind=SpanKind.CLIENT, attributes=attributes
-        )
-        return span, time.perf_counter()
+        name, attributes = self._starts[operation]
+        span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        return _Call(span, perf_counter())
 
-    def current(self, started: tuple[Span, float]) -> AbstractContextManager[Span]:
+    def current(self, started: _Call) -> AbstractContextManager[Span]:
         """Make a call's span the current one while the call runs, so child spans nest."""
-        return trace.use_span(
-            started[0], end_on_exit=False, record_exception=False, set_status_on_exception=False
-        )
+        return started
 
     def call_ended(
         self,
-        started: tuple[Span, float],
+        started: _Call,
         job: Job,
         result: dict[str, Any] | None,
         error: BaseException | None,
     ) -> None:
         """Close the span of one public call and record its duration."""
-        span, began = started
-        elapsed = time.perf_counter() - began
-        if isinstance(error, QuotaDeadlineError):
-            admission = "failed_fast"
-        elif isinstance(error, DeadlineExceededError):
-            admission = "timed_out"
-        else:
-            admission = "admitted"
-        rid = request_id(result) if result is not None else getattr(error, "request_id", None)
+        elapsed = perf_counter() - started.began
+        span = started.span
         attributes: dict[str, Any] = {
             "aiocognito.attempts": job.attempts,
             "aiocognito.throttled_attempts": job.throttles,
             "aiocognito.merged": job.merged_with,
             "aiocognito.quota_wait_ms": round(job.quota_wait * 1000, 3),
-            "aiocognito.admission": admission,
         }
+        if error is None:
+            attributes["aiocognito.admission"] = "admitted"
+            rid = request_id(result) if result is not None else None
+            if rid:
+                attributes["aws.request_id"] = rid
+            span.set_attributes(attributes)
+            span.end()
+            self._duration.record(elapsed, self._ok_durations[job.operation])
+            return
+        if isinstance(error, QuotaDeadlineError):
+            attributes["aiocognito.admission"] = "failed_fast"
+        elif isinstance(error, DeadlineExceededError):
+            attributes["aiocognito.admission"] = "timed_out"
+        else:
+            attributes["aiocognito.admission"] = "admitted"
+        rid = getattr(error, "request_id", None)
         if rid:
             attributes["aws.request_id"] = rid
-        duration_attributes = {"rpc.method": job.operation}
-        if error is not None:
-            code = error_code(error)
-            attributes["error.type"] = code
-            duration_attributes["error.type"] = code
-            # The code only: a description is exported verbatim, and messages are the service's.
-            span.set_status(Status(StatusCode.ERROR, code))
+        code = error_code(error)
+        attributes["error.type"] = code
+        # The code only: a description is exported verbatim, and messages are the service's.
+        span.set_status(Status(StatusCode.ERROR, code))
         span.set_attributes(attributes)
         span.end()
-        self._meters.duration.record(elapsed, duration_attributes)
+        self._duration.record(elapsed, {"rpc.method": job.operation, "error.type": code})
 
     def bulk_started(self) -> Span:
         """Open the span of one bulk run."""

@@ -19,6 +19,13 @@ With instrumentation on (needs the otel and test extras): OpenTelemetry spans an
 the SDK's in-memory exporter (through SimpleSpanProcessor) and metric reader:
   aiocognito-otel        the admin call, instrumented
   aiocognito-otel-token  the token call, instrumented
+Run only when named (--contender), to tell the SDK's costs apart: the same, with an exporter that
+keeps nothing, as a network exporter does once it has sent (the in-memory exporter keeps every
+span, and the garbage collector walks them all on each full collection):
+  aiocognito-otel-drop        the admin call
+  aiocognito-otel-drop-token  the token call
+
+Each worker also reports the CPU its garbage collector spent in the timed calls (GC µs/call).
 
     python -m benchmarks.overhead [--calls 4000] [--runs 3] [--json out.json]
 """
@@ -30,13 +37,14 @@ import asyncio
 import base64
 import concurrent.futures
 import contextlib
+import gc
 import json
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import boto3
@@ -46,8 +54,8 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import aiocognito
@@ -78,9 +86,16 @@ CONTENDERS = [
     "aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads",
     "aiocognito-token", "raw-legacy-token", "aiocognito-otel", "aiocognito-otel-token",
 ]  # fmt: skip
+# Diagnostics, run only when named: instrumented, with an exporter that keeps nothing.
+DIAGNOSTICS = ["aiocognito-otel-drop", "aiocognito-otel-drop-token"]
 # Instrumented contenders are also compared with the same call uninstrumented: the target is
 # set against that.
-UNINSTRUMENTED = {"aiocognito-otel": "aiocognito", "aiocognito-otel-token": "aiocognito-token"}
+UNINSTRUMENTED = {
+    "aiocognito-otel": "aiocognito",
+    "aiocognito-otel-token": "aiocognito-token",
+    "aiocognito-otel-drop": "aiocognito",
+    "aiocognito-otel-drop-token": "aiocognito-token",
+}
 # Each contender's CPU is also given as a ratio against raw aiobotocore's default (legacy
 # retries) making the same kind of call: the target is set against that.
 BASELINE = {"token": "raw-legacy-token", "admin": "raw-legacy"}
@@ -88,6 +103,31 @@ BASELINE = {"token": "raw-legacy-token", "admin": "raw-legacy"}
 
 def _kind(contender: str) -> str:
     return "token" if contender.endswith("-token") else "admin"
+
+
+class _GCTimer:
+    """The CPU the garbage collector spends while timed (its callbacks bracket each pass)."""
+
+    def __init__(self) -> None:
+        self.cpu = 0.0
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.process_time()
+        else:
+            self.cpu += time.process_time() - self._began
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        gc.callbacks.append(self._callback)
+        try:
+            yield
+        finally:
+            gc.callbacks.remove(self._callback)
+
+
+GC = _GCTimer()
 
 
 async def _drive(call: Callable[[int], Awaitable[Any]], calls: int) -> tuple[float, float]:
@@ -98,9 +138,10 @@ async def _drive(call: Callable[[int], Awaitable[Any]], calls: int) -> tuple[flo
             await call(i)
 
     await asyncio.gather(*(one(-i) for i in range(1, 201)))  # warm-up: connections, caches
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    await asyncio.gather(*(one(i) for i in range(calls)))
-    return time.process_time() - cpu0, time.perf_counter() - wall0
+    with GC.timing():
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        await asyncio.gather(*(one(i) for i in range(calls)))
+        return time.process_time() - cpu0, time.perf_counter() - wall0
 
 
 def _boto3_threads(url: str, calls: int) -> tuple[float, float]:
@@ -116,9 +157,10 @@ def _boto3_threads(url: str, calls: int) -> tuple[float, float]:
 
     with concurrent.futures.ThreadPoolExecutor(THREADS) as executor:
         list(executor.map(call, range(-200, 0)))  # warm-up: connections, caches
-        cpu0, wall0 = time.process_time(), time.perf_counter()
-        list(executor.map(call, range(calls)))
-        return time.process_time() - cpu0, time.perf_counter() - wall0
+        with GC.timing():
+            cpu0, wall0 = time.process_time(), time.perf_counter()
+            list(executor.map(call, range(calls)))
+            return time.process_time() - cpu0, time.perf_counter() - wall0
 
 
 async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
@@ -164,7 +206,7 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
             **KEYS,  # type: ignore[arg-type]
         )
         if contender.startswith("aiocognito-otel"):
-            _instrument(client)
+            _instrument(client, keep=not contender.startswith("aiocognito-otel-drop"))
         async with client as cognito:
             if token:
 
@@ -176,13 +218,26 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
                     return await cognito.admin_update_user_attributes(f"user{i}", ATTRS)
 
             cpu, wall = await _drive(call, calls)
-    return {"cpu_us_per_call": cpu / calls * 1e6, "calls_per_s": calls / wall}
+    return {
+        "cpu_us_per_call": cpu / calls * 1e6,
+        "calls_per_s": calls / wall,
+        "gc_us_per_call": GC.cpu / calls * 1e6,
+    }
 
 
-def _instrument(client: aiocognito.CognitoClient) -> None:
-    """Spans and metrics into the SDK's in-memory exporter and reader."""
+class _Discard(SpanExporter):
+    """An exporter that keeps nothing, as a network exporter once it has sent."""
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _instrument(client: aiocognito.CognitoClient, *, keep: bool = True) -> None:
+    """Spans and metrics into the SDK's in-memory exporter (or one that keeps nothing) and
+    metric reader."""
     tracer_provider = TracerProvider()
-    tracer_provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    exporter = InMemorySpanExporter() if keep else _Discard()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     meter_provider = MeterProvider(metric_readers=[InMemoryMetricReader()])
     aiocognito.otel.instrument(
         client, tracer_provider=tracer_provider, meter_provider=meter_provider
@@ -226,8 +281,9 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
     """Contenders as rows: median CPU per call and calls/s, and the CPU ratio to the baseline."""
     med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for c, rs in results.items()}
     lines = [
-        "| contender | call | CPU µs/call | calls/s | CPU ÷ raw aiobotocore (legacy) |",
-        "|---|---|---:|---:|---:|",
+        "| contender | call | CPU µs/call | of which GC | calls/s "
+        "| CPU ÷ raw aiobotocore (legacy) |",
+        "|---|---|---:|---:|---:|---:|",
     ]
     for contender, m in med.items():
         kind = _kind(contender)
@@ -235,17 +291,21 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
         ratio = f"{m['cpu_us_per_call'] / baseline['cpu_us_per_call']:.2f}" if baseline else "n/a"
         if contender.startswith("aiocognito"):
             ratio = f"**{ratio}**"
+        gc_cpu = f"{m['gc_us_per_call']:.0f}" if "gc_us_per_call" in m else "n/a"
         lines.append(
-            f"| {contender} | {kind} | {m['cpu_us_per_call']:.0f} | {m['calls_per_s']:.0f} | "
-            f"{ratio} |"
+            f"| {contender} | {kind} | {m['cpu_us_per_call']:.0f} | {gc_cpu} | "
+            f"{m['calls_per_s']:.0f} | {ratio} |"
         )
     for contender, plain in UNINSTRUMENTED.items():
         if contender in med and plain in med:
-            on, off = med[contender]["cpu_us_per_call"], med[plain]["cpu_us_per_call"]
+            on, off = med[contender], med[plain]
+            cost = on["cpu_us_per_call"] - off["cpu_us_per_call"]
+            gc_cost = on.get("gc_us_per_call", 0.0) - off.get("gc_us_per_call", 0.0)
             lines += [
                 "",
                 f"{contender} against {plain} (instrumentation on against off): CPU per call "
-                f"{on / off:.2f}x.",
+                f"{on['cpu_us_per_call'] / off['cpu_us_per_call']:.2f}x, {cost:+.0f} µs, of "
+                f"which the garbage collector {gc_cost:+.0f} µs.",
             ]
     # The best peer for the admin call: the one with the least CPU per call.
     peers = [c for c in med if _kind(c) == "admin" and not c.startswith("aiocognito")]
@@ -265,7 +325,9 @@ def main() -> None:
     parser = argument_parser(__doc__)
     parser.add_argument("--calls", type=int, default=4000)
     parser.add_argument("--json", help="also write the raw figures here")
-    parser.add_argument("--contender", nargs="+", choices=CONTENDERS, default=CONTENDERS)
+    parser.add_argument(
+        "--contender", nargs="+", choices=CONTENDERS + DIAGNOSTICS, default=CONTENDERS
+    )
     parser.add_argument("--worker", nargs=2, metavar=("CONTENDER", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -282,8 +344,8 @@ def main() -> None:
                 figures = run_once(contender, url, args.calls)
                 results[contender].append(figures)
                 print(
-                    f"run {run + 1} {contender:22} {figures['cpu_us_per_call']:7.0f} µs/call "
-                    f"{figures['calls_per_s']:7.0f} calls/s",
+                    f"run {run + 1} {contender:26} {figures['cpu_us_per_call']:7.0f} µs/call "
+                    f"(GC {figures['gc_us_per_call']:4.0f}) {figures['calls_per_s']:7.0f} calls/s",
                     file=sys.stderr,
                 )
 

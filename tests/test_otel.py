@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -200,6 +201,49 @@ async def test_permanent_error_throttle_then_success_and_merge(telemetry: Teleme
     assert by_error == {None: 3, "UserNotFoundException": 1}
 
 
+async def test_spans_started_on_the_wire_are_children_of_the_call_span(
+    telemetry: Telemetry,
+) -> None:
+    # What an instrumented HTTP client under the transport would do: start a span per attempt.
+    wire = telemetry.tracer_provider.get_tracer("wire")
+
+    def handler(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        wire.start_span(f"attempt {operation}").end()
+        return {}
+
+    async with instrumented(FakeTransport(handler), telemetry) as cognito:
+        with wire.start_as_current_span("request") as outer:
+            await cognito.admin_update_user_attributes("alice", {"nickname": "n"})
+            # The call's span is current only while the call runs.
+            assert trace.get_current_span() is outer
+        await cognito.get_user(TOKEN)
+        assert trace.get_current_span() is trace.INVALID_SPAN
+    by_name = {s.name: s for s in telemetry.spans()}
+    assert set(by_name) == {
+        "attempt AdminUpdateUserAttributes",
+        "CognitoIdentityProvider/AdminUpdateUserAttributes",
+        "request",
+        "attempt GetUser",
+        "CognitoIdentityProvider/GetUser",
+    }
+
+    def parent(name: str) -> int | None:
+        span_parent = by_name[name].parent
+        return None if span_parent is None else span_parent.span_id
+
+    def span_id(name: str) -> int:
+        span_context = by_name[name].context
+        assert span_context is not None
+        return int(span_context.span_id)
+
+    assert parent("attempt AdminUpdateUserAttributes") == span_id(
+        "CognitoIdentityProvider/AdminUpdateUserAttributes"
+    )
+    assert parent("CognitoIdentityProvider/AdminUpdateUserAttributes") == span_id("request")
+    assert parent("attempt GetUser") == span_id("CognitoIdentityProvider/GetUser")
+    assert parent("CognitoIdentityProvider/GetUser") is None
+
+
 async def test_fail_fast_and_timeout_are_told_apart(telemetry: Telemetry) -> None:
     transport = GatedTransport()
     limits = aiocognito.Limits(user_update_rps=1.0, adaptive=False)
@@ -328,6 +372,43 @@ def test_off_means_not_even_imported() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_without_opentelemetry_installed_everything_else_works() -> None:
+    # A child in which opentelemetry cannot be imported at all, as when the extra is absent.
+    code = (
+        "import sys, asyncio\n"
+        "class Absent:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'opentelemetry' or name.startswith('opentelemetry.'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Absent())\n"
+        "import aiocognito\n"
+        "from aiocognito._client import client_over\n"
+        "from tests.fakes import FakeTransport\n"
+        "async def main():\n"
+        "    rows = [aiocognito.AttributeUpdate(username='u', attributes={'nickname': 'n'})]\n"
+        "    async with client_over(FakeTransport(), region_name='eu-west-1',\n"
+        "                           user_pool_id='eu-west-1_AbC') as c:\n"
+        "        await c.admin_update_user_attributes('alice', {'nickname': 'n'})\n"
+        "        async with c.bulk_update(rows) as outcomes:\n"
+        "            print([o.ok async for o in outcomes])\n"
+        "asyncio.run(main())\n"
+        "try:\n"
+        "    aiocognito.CognitoClient(region_name='eu-west-1', instrument=True)\n"
+        "except aiocognito.ConfigurationError as exc:\n"
+        "    print(exc)\n"
+        "names = ('opentelemetry', 'aiocognito.otel')\n"
+        "print(sorted(m for m in sys.modules if m.startswith(names)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert result.stdout.splitlines() == [
+        "[True]",
+        "instrument=True needs OpenTelemetry: pip install 'aiocognito[otel]'",
+        "[]",
+    ]
 
 
 def undithered(cognito: aiocognito.CognitoClient) -> None:
