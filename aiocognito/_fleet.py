@@ -470,9 +470,14 @@ class FleetLimiter(RateLimiter):
         if wait == 0.0:
             self._too_late(now + self._redis_trip(), deadline, 0)
             if not self._lease(now):
-                # An interactive caller asks for its own token; bulk ones, for all the callers
-                # waiting (leased: up to LEASE_SECONDS of the rate).
-                wanted = 1 if priority is Priority.INTERACTIVE else queued(self._waiting)
+                # A token for every caller waiting (leased: up to LEASE_SECONDS of the rate);
+                # an interactive head asks for the interactive callers only, and so waits for
+                # no more tokens than they need.
+                wanted = (
+                    len(self._waiting[0])
+                    if priority is Priority.INTERACTIVE
+                    else (queued(self._waiting))
+                )
                 taken = await self._draw(priority, wanted)
                 if taken is None or taken == SERVE_LOCALLY:
                     return taken

@@ -19,6 +19,9 @@ With instrumentation on (needs the otel and test extras): OpenTelemetry spans an
 the SDK's in-memory exporter (through SimpleSpanProcessor) and metric reader:
   aiocognito-otel        the admin call, instrumented
   aiocognito-otel-token  the token call, instrumented
+Paced at a quota, to price the fleet mode (needs redis-server; one is started for the run):
+  aiocognito-paced   the admin call under the local limiter at 1,000 requests/s
+  aiocognito-shared  the same, the quota shared through Redis (Limits(shared_quota_url=...))
 Run only when named (--contender), to tell the SDK's costs apart: the same, with an exporter that
 keeps nothing, as a network exporter does once it has sent (the in-memory exporter keeps every
 span, and the garbage collector walks them all on each full collection):
@@ -39,6 +42,7 @@ import concurrent.futures
 import contextlib
 import gc
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -69,6 +73,7 @@ from benchmarks._common import (
     child_env,
     print_heading,
 )
+from benchmarks._redis import shared_quota
 
 
 def _token(i: int) -> str:
@@ -85,7 +90,14 @@ WIRE_ATTRS = [{"Name": k, "Value": v} for k, v in ATTRS.items()]
 CONTENDERS = [
     "aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads",
     "aiocognito-token", "raw-legacy-token", "aiocognito-otel", "aiocognito-otel-token",
+    "aiocognito-paced", "aiocognito-shared",
 ]  # fmt: skip
+# The paced contenders' quota: high enough to keep the stub busy, low enough that every call
+# waits for the limiter (the stub alone answers a few thousand calls/s).
+PACED_RATE = 1000.0
+# The fleet contender against the same pacing done locally: the target is set against that.
+LOCAL_PACING = {"aiocognito-shared": "aiocognito-paced"}
+REDIS_URL_ENV = "AIOCOGNITO_BENCH_REDIS_URL"  # the run's redis-server, for the fleet contender
 # Diagnostics, run only when named: instrumented, with an exporter that keeps nothing.
 DIAGNOSTICS = ["aiocognito-otel-drop", "aiocognito-otel-drop-token"]
 # Instrumented contenders are also compared with the same call uninstrumented: the target is
@@ -195,14 +207,21 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
 
             cpu, wall = await _drive(call, calls)
     else:
+        # Quota off: this measures the client's own cost per call, not pacing; the paced
+        # contenders price the limiter, local or shared.
+        limits = aiocognito.Limits(
+            max_concurrency=CONCURRENCY, user_update_rps=None, adaptive=False
+        )
+        if contender in ("aiocognito-paced", "aiocognito-shared"):
+            shared = os.environ[REDIS_URL_ENV] if contender == "aiocognito-shared" else ""
+            limits = aiocognito.Limits(
+                max_concurrency=CONCURRENCY, user_update_rps=PACED_RATE, shared_quota_url=shared
+            )
         client = aiocognito.CognitoClient(
             region_name="eu-west-1",
             user_pool_id=POOL,
             endpoint_url=url,
-            # Quota off: this measures the client's own cost per call, not pacing.
-            limits=aiocognito.Limits(
-                max_concurrency=CONCURRENCY, user_update_rps=None, adaptive=False
-            ),
+            limits=limits,
             **KEYS,  # type: ignore[arg-type]
         )
         if contender.startswith("aiocognito-otel"):
@@ -296,6 +315,14 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
             f"| {contender} | {kind} | {m['cpu_us_per_call']:.0f} | {gc_cpu} | "
             f"{m['calls_per_s']:.0f} | {ratio} |"
         )
+    for contender, local in LOCAL_PACING.items():
+        if contender in med and local in med:
+            shared_cost = med[contender]["cpu_us_per_call"] / med[local]["cpu_us_per_call"]
+            lines += [
+                "",
+                f"{contender} against {local} (the quota shared through Redis against paced "
+                f"locally, both at {PACED_RATE:,.0f}/s): CPU per call {shared_cost:.2f}x.",
+            ]
     for contender, plain in UNINSTRUMENTED.items():
         if contender in med and plain in med:
             on, off = med[contender], med[plain]
@@ -338,7 +365,11 @@ def main() -> None:
 
     print_heading()
     results: dict[str, list[dict[str, float]]] = {c: [] for c in args.contender}
-    with stub_server() as url:
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(stub_server())
+        if "aiocognito-shared" in args.contender:
+            redis = stack.enter_context(shared_quota())
+            os.environ[REDIS_URL_ENV] = redis["shared_quota_url"]  # child_env() passes it on
         for run in range(args.runs):
             for contender in args.contender:
                 figures = run_once(contender, url, args.calls)
