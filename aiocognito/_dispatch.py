@@ -85,7 +85,7 @@ from ._errors import (
     TransportError,
     error_code,
 )
-from ._limits import Priority, RateLimiter, ShareLimit
+from ._limits import Priority, RateLimiter, ShareLimit, loop_time
 from ._operations import OPERATIONS
 from ._protocol import Transport
 from ._retry import RetryClass, classify, retry_delay
@@ -396,12 +396,10 @@ class Dispatcher:
         limits: Limits,
         retry: RetryPolicy,
         limiters: Mapping[str, RateLimiter],
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
         self._retry = retry
         self._limiters = limiters
-        self._clock = clock
         self.closed = False
         # FIFO-fair; fast_acquire skips the event-loop round trip when a slot is free.
         self._max_concurrency = limits.max_concurrency
@@ -489,7 +487,7 @@ class Dispatcher:
             attributes=attributes,
             priority=priority,
             share=share,
-            deadline=None if budget is None else self._clock() + budget,
+            deadline=None if budget is None else loop_time() + budget,
             retry=policy,
             lane_key=lane_key,
             merge_key=merge_key,
@@ -506,9 +504,7 @@ class Dispatcher:
         """
         if self.closed:
             raise ClientClosedError()
-        scope = anyio.CancelScope(
-            deadline=math.inf if job.deadline is None else _to_loop_time(job.deadline, self._clock)
-        )
+        scope = anyio.CancelScope(deadline=math.inf if job.deadline is None else job.deadline)
         ticket = job._ticket
         self._scopes.add(scope)
         lane = self._enqueue(ticket)
@@ -685,7 +681,7 @@ class Dispatcher:
     ) -> bool:
         """Take quota for the next attempt; False if the quota cannot fit it in its deadline."""
         deadline = _latest_deadline(live)
-        asked = self._clock()
+        asked = loop_time()
         try:
             await limiter.acquire(min(t.job.priority for t in live), deadline=deadline, share=share)
         except QuotaDeadlineError as exc:  # this attempt was never sent
@@ -697,7 +693,7 @@ class Dispatcher:
                 ticket.finish(result=None, error=error, attempts=batch.attempts)
             lane.batch = None
             return False
-        waited = self._clock() - asked
+        waited = loop_time() - asked
         if waited > 0:
             for ticket in live:
                 ticket.quota_wait += waited
@@ -713,7 +709,7 @@ class Dispatcher:
         share = None if priority is Priority.INTERACTIVE else first.share
         if limiter is not None and not await self._admit(lane, batch, live, limiter, share):
             return
-        admitted = self._clock()  # the round trip the limiter learns starts here
+        admitted = loop_time()  # the round trip the limiter learns starts here
         try:
             await self._slots.acquire()
         except BaseException:
@@ -780,7 +776,7 @@ class Dispatcher:
         throttled = False
         if error is None:
             if limiter is not None:
-                limiter.record(throttled=False, latency=self._clock() - flight.admitted)
+                limiter.record(throttled=False, latency=loop_time() - flight.admitted)
         elif not isinstance(error, ClientClosedError):
             kind = classify(error) if isinstance(error, AiocognitoError) else RetryClass.PERMANENT
             if kind is RetryClass.THROTTLE and isinstance(error, CognitoError):
@@ -791,7 +787,7 @@ class Dispatcher:
             if limiter is not None and isinstance(error, CognitoError) and error.status is not None:
                 limiter.record(
                     throttled=kind is RetryClass.THROTTLE,
-                    latency=self._clock() - flight.admitted,
+                    latency=loop_time() - flight.admitted,
                 )
             self._count_error(error)
         if self.on_attempt is not None:
@@ -852,7 +848,7 @@ class Dispatcher:
                 kind,
                 batch.attempts,
                 policy,
-                remaining=None if deadline is None else deadline - self._clock(),
+                remaining=None if deadline is None else deadline - loop_time(),
             )
         )
         if delay is None:
@@ -870,7 +866,7 @@ class Dispatcher:
                 ticket.finish(result=None, error=error, attempts=batch.attempts)
             lane.batch = None
             return
-        batch.retry_at = anyio.current_time() + delay
+        batch.retry_at = loop_time() + delay
         batch.last_error = error
 
     def _count_error(self, error: BaseException) -> None:
@@ -922,8 +918,3 @@ def _log_attempt(flight: _Flight) -> None:
         merged=len(flight.tickets),
         secrets=flight.request[1] if flight.request else _request(flight.tickets)[1],
     )
-
-
-def _to_loop_time(deadline: float, clock: Callable[[], float]) -> float:
-    """Translate a deadline on ``clock`` into the event loop's clock."""
-    return anyio.current_time() + (deadline - clock())

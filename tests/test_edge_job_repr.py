@@ -14,7 +14,7 @@ from tests.fakes import FakeTransport
 TOKEN = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1MSJ9.SECRET-SIGNATURE"
 
 
-def test_job_repr_hides_token_and_values() -> None:
+async def test_job_repr_hides_token_and_values() -> None:
     d = Dispatcher(
         FakeTransport(), limits=aiocognito.Limits(), retry=aiocognito.RetryPolicy(), limiters={}
     )
@@ -32,7 +32,7 @@ def test_job_repr_hides_token_and_values() -> None:
         assert "+15550001111" not in text
 
 
-def test_a_job_is_a_frozen_request() -> None:
+async def test_a_job_is_a_frozen_request() -> None:
     d = Dispatcher(
         FakeTransport(), limits=aiocognito.Limits(), retry=aiocognito.RetryPolicy(), limiters={}
     )

@@ -353,13 +353,12 @@ async def test_sixty_calls_at_five_per_second_with_a_one_second_timeout() -> Non
     outcomes: dict[int, tuple[str, float]] = {}
     sent: list[str] = []
     transport = _SlowTransport(latency)
-    limiter = RateLimiter("UserUpdate", rps, clock=anyio.current_time)
+    limiter = RateLimiter("UserUpdate", rps)
     dispatcher = Dispatcher(
         transport,
         limits=Limits(user_update_rps=rps),
         retry=RetryPolicy(),
         limiters={"UserUpdate": limiter},
-        clock=anyio.current_time,
     )
 
     async def one(i: int) -> None:
