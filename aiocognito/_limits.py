@@ -491,8 +491,9 @@ class _Waiter:
 class RateLimiter:
     """Paces one quota category; see the module docstring.
 
-    Create it in the event loop it serves: it reads that loop's clock (:func:`loop_time`)
-    unless given another ``clock``, as the simulation in the tests does.
+    Create it in the event loop it serves: it keeps to that loop's clock (the engine's, see
+    :func:`loop_time`), also when its statistics are read from outside the loop, unless given
+    another ``clock``, as the simulation in the tests does.
     """
 
     def __init__(
@@ -501,9 +502,11 @@ class RateLimiter:
         ceiling: float | None,
         *,
         adaptive: bool = True,
-        clock: Callable[[], float] = loop_time,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.category = category
+        if clock is None:
+            clock = asyncio.get_running_loop().time
         self._clock = clock
         now = clock()
         self._unlimited = ceiling is None and not adaptive

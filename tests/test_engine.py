@@ -446,6 +446,18 @@ async def test_clients_on_one_loop_share_quota_buckets() -> None:
         assert three.statistics().categories["UserUpdate"].ceiling == 25
 
 
+def test_statistics_are_read_outside_the_event_loop() -> None:
+    # As a metrics scrape or a test between runs of the loop reads them: the limiter keeps to
+    # its loop's clock without the loop running.
+    with asyncio.Runner() as runner:
+        cognito = client(FakeTransport(), limits=aiocognito.Limits(quota_group="outside"))
+        runner.run(cognito.__aenter__())
+        runner.run(cognito.admin_update_user_attributes("alice", {"nickname": "a"}))
+        stats = cognito.statistics()
+        runner.run(cognito.aclose())
+    assert (stats.categories["UserUpdate"].rate, stats.categories["UserUpdate"].sent) == (25.0, 1)
+
+
 @virtual_time
 async def test_statistics_per_category() -> None:
     transport = FakeTransport()
