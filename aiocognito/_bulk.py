@@ -393,6 +393,23 @@ class BulkUpdate:
             operation, params, secrets = self._request(update)
         except AttributeValidationError as exc:
             return UpdateOutcome(index=index, update=update, ok=False, error=exc, line=line)
+        tag = None
+        if journal is not None:
+            # Identify the row by its user and change, not by its token: tokens expire within
+            # hours, and a migration resumed with fresh ones is still the same input.
+            user = (
+                token_subject(params["AccessToken"])
+                if "AccessToken" in params
+                else params.get("Username")
+            )
+            digest = journal.fingerprint(
+                operation,
+                params.get("UserPoolId"),
+                user,
+                sorted(update.values),
+                secret=[params.get("UserAttributes"), params.get("ClientMetadata")],
+            )
+            tag = _RowTag(index, digest, update.user, self)
         job = self._dispatcher.make_job(
             operation,
             params,
@@ -404,25 +421,11 @@ class BulkUpdate:
             retry=self._retry,
             priority=Priority.BULK,
             share=self._share,
+            tag=tag,
         )
-        if journal is None:
+        if tag is None:
             return _Pending(item=update, job=job)
-        # Identify the row by its user and change, not by its token: tokens expire within
-        # hours, and a migration resumed with fresh ones is still the same input.
-        user = (
-            token_subject(params["AccessToken"])
-            if "AccessToken" in params
-            else params.get("Username")
-        )
-        digest = journal.fingerprint(
-            operation,
-            params.get("UserPoolId"),
-            user,
-            sorted(update.values),
-            secret=[params.get("UserAttributes"), params.get("ClientMetadata")],
-        )
-        tag = job.tag = _RowTag(index, digest, update.user, self)
-        record = self._lookup(index, digest)
+        record = self._lookup(index, tag.digest)
         lane = job.lane_key if job.lane_key is not None else ("row", index)
         if record is not None and (
             record.status is RowStatus.FAILED

@@ -23,6 +23,12 @@ waits for that flight before anything else is sent for the user; so an abandoned
 never land after a later one. A change whose caller is gone is never sent again, and the lane is
 removed when its last change and its last flight are done.
 
+**Records.** What a caller asked for is a frozen :class:`Job` (operation, parameters, lane and
+merge keys, priority, deadline, retry policy, the caller's tag). The engine's record of it is a
+private *ticket*: the lane it waits in, its wake-up event, whether it was sent, the batch it rode
+in and its outcome. Lanes, batches and flights hold tickets; a caller reads how its job went
+through the job's read-only properties.
+
 **Merging.** While a call is in flight, queued updates for the same user, with the same
 operation, token or pool, and client metadata, become one call. A merged call must mean exactly
 what the calls one by one mean, under Cognito's rules:
@@ -65,7 +71,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
-from attrs import define, field, frozen
+from attrs import Factory, define, field, frozen
 
 from . import _log
 from ._config import Limits, RetryPolicy
@@ -79,7 +85,7 @@ from ._errors import (
     TransportError,
     error_code,
 )
-from ._limits import Priority, RateLimiter, ShareLimit
+from ._limits import Priority, RateLimiter, ShareLimit, loop_time
 from ._operations import OPERATIONS
 from ._protocol import Transport
 from ._retry import RetryClass, classify, retry_delay
@@ -218,27 +224,12 @@ class DispatcherStatistics:
 
 
 @define(eq=False)
-class Job:
-    """One caller's request, as the engine carries it.
+class _Ticket:
+    """The engine's record of one job: where it waits, and how it went."""
 
-    The first group of fields is what the caller asked for; the rest is the engine's record of
-    how it went, read by the caller (and by bulk runs) once ``finished`` is set.
-    """
-
-    operation: str
-    # Tokens, values and metadata never reach a repr; a lane key may be a token.
-    params: dict[str, Any] = field(repr=False)
-    secrets: tuple[str, ...] = field(repr=False)
-    attributes: dict[str, str] | None = field(default=None, repr=False)
-    priority: Priority = Priority.INTERACTIVE
-    share: ShareLimit | None = None
-    deadline: float | None = None
-    retry: RetryPolicy | None = None
-    lane_key: Hashable | None = field(default=None, repr=False)
-    merge_key: Hashable | None = field(default=None, repr=False)
-    #: The caller's own label for the job (bulk rows keep their index and fingerprint here).
-    tag: object = None
-
+    job: Job = field(repr=False)
+    #: The lane the job queues in, once :meth:`Dispatcher.run` has enqueued it.
+    lane: _Lane | None = field(default=None, repr=False)
     finished: bool = False
     result: dict[str, Any] | None = field(default=None, repr=False)
     error: BaseException | None = None
@@ -246,8 +237,8 @@ class Job:
     attempts: int = 0
     #: Whether any attempt carrying this change was sent.
     sent: bool = False
-    #: The jobs whose changes rode in the call that finished this one (itself included).
-    batch: list[Job] | None = field(default=None, repr=False)
+    #: The tickets whose changes rode in the call that finished this one (itself included).
+    batch: list[_Ticket] | None = field(default=None, repr=False)
     #: The caller left (cancelled, deadline, close) before the job finished.
     abandoned: bool = False
     #: Split out of a refused merged call: sent on its own.
@@ -260,11 +251,11 @@ class Job:
     wake: asyncio.Event | None = None
 
     @property
-    def merged_with(self) -> int:
-        """How many callers' changes rode in the call that carried this one."""
-        return len(self.batch) if self.batch else 1
+    def live(self) -> bool:
+        """Whether a caller still waits for this change."""
+        return not self.finished and not self.abandoned
 
-    def _finish(
+    def finish(
         self, *, result: dict[str, Any] | None, error: BaseException | None, attempts: int
     ) -> None:
         self.finished = True
@@ -273,14 +264,87 @@ class Job:
             self.wake.set()  # its owner is waiting
 
 
+@frozen(kw_only=True, eq=False)
+class Job:
+    """One caller's request: what it asked the engine for, made by :meth:`Dispatcher.make_job`.
+
+    The request never changes. How it went is the engine's own record, kept in a private
+    ticket; the properties below read it once :meth:`Dispatcher.run` has returned or raised.
+    """
+
+    operation: str
+    # Tokens, values and metadata never reach a repr; a lane key may be a token.
+    params: dict[str, Any] = field(repr=False)
+    secrets: tuple[str, ...] = field(repr=False)
+    attributes: dict[str, str] | None = field(default=None, repr=False)
+    priority: Priority = Priority.INTERACTIVE
+    share: ShareLimit | None = None
+    #: When the caller stops waiting, on the event loop's clock; None for never.
+    deadline: float | None = None
+    retry: RetryPolicy
+    #: The user whose calls are ordered (None: a read, ordered against nothing).
+    lane_key: Hashable | None = field(default=None, repr=False)
+    #: Queued jobs with equal merge keys may ride in one call (None: never merged).
+    merge_key: Hashable | None = field(default=None, repr=False)
+    #: The caller's own label for the job (bulk rows keep their index and fingerprint here).
+    tag: object = None
+    _ticket: _Ticket = field(init=False, repr=False, default=Factory(_Ticket, takes_self=True))
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has its outcome (a caller who left may never see it)."""
+        return self._ticket.finished
+
+    @property
+    def error(self) -> BaseException | None:
+        """The job's error, once finished; None if it succeeded."""
+        return self._ticket.error
+
+    @property
+    def attempts(self) -> int:
+        """Attempts of the call that finished this job."""
+        return self._ticket.attempts
+
+    @property
+    def sent(self) -> bool:
+        """Whether any attempt carrying this change was sent."""
+        return self._ticket.sent
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether the caller left (cancelled, deadline, close) before the job finished."""
+        return self._ticket.abandoned
+
+    @property
+    def throttles(self) -> int:
+        """Attempts carrying this change that came back throttled."""
+        return self._ticket.throttles
+
+    @property
+    def quota_wait(self) -> float:
+        """Seconds this change waited for its category's quota, over all its attempts."""
+        return self._ticket.quota_wait
+
+    @property
+    def batch(self) -> tuple[Job, ...] | None:
+        """The jobs whose changes rode in the call that finished this one (itself included)."""
+        batch = self._ticket.batch
+        return None if batch is None else tuple(ticket.job for ticket in batch)
+
+    @property
+    def merged_with(self) -> int:
+        """How many callers' changes rode in the call that carried this one."""
+        return len(self._ticket.batch) if self._ticket.batch else 1
+
+
 @define(eq=False)
 class _Flight:
     """One attempt on the wire. It belongs to the lane, so it survives its launcher."""
 
-    jobs: list[Job]
+    tickets: list[_Ticket]
     request: tuple[dict[str, Any], tuple[str, ...]] | None = field(default=None, repr=False)
-    #: When the limiter let it go (the engine's clock): its round trip, as the limiter learns
-    #: it for deadlines, includes any wait for a concurrency slot.
+    #: When the limiter let it go (the event loop's clock): its round trip, as the limiter
+    #: learns it for deadlines, includes any wait for a concurrency slot.
     admitted: float = 0.0
     #: Which attempt of its call this is, and when it left (``time.perf_counter``).
     attempt: int = 1
@@ -290,12 +354,16 @@ class _Flight:
     result: dict[str, Any] | None = field(default=None, repr=False)
     error: BaseException | None = None
 
+    @property
+    def operation(self) -> str:
+        return self.tickets[0].job.operation
+
 
 @define(eq=False)
 class _Batch:
     """The changes at the head of a lane that travel as one call, through its attempts."""
 
-    jobs: list[Job]
+    tickets: list[_Ticket]
     attempts: int = 0
     flight: _Flight | None = None
     #: After a failed attempt: when (event-loop time) the next one may go, and its error.
@@ -304,7 +372,7 @@ class _Batch:
     #: Set once an attempt may have been applied (a lost answer, a 5xx): every retry then sends
     #: exactly this request, with the changes it carried, even of callers who have left since;
     #: otherwise a retry without a departed caller's change could land after it, out of order.
-    frozen: tuple[dict[str, Any], tuple[str, ...], list[Job]] | None = field(
+    frozen: tuple[dict[str, Any], tuple[str, ...], list[_Ticket]] | None = field(
         default=None, repr=False
     )
 
@@ -312,9 +380,10 @@ class _Batch:
 @define(eq=False)
 class _Lane:
     key: Hashable | None = field(repr=False)
-    pending: deque[Job] = field(factory=deque)
+    pending: deque[_Ticket] = field(factory=deque)
     batch: _Batch | None = None
-    driver: Job | None = None
+    #: The ticket whose caller runs the lane's calls now (see "Who drives" above).
+    driver: _Ticket | None = None
 
 
 class Dispatcher:
@@ -327,12 +396,10 @@ class Dispatcher:
         limits: Limits,
         retry: RetryPolicy,
         limiters: Mapping[str, RateLimiter],
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._transport = transport
         self._retry = retry
         self._limiters = limiters
-        self._clock = clock
         self.closed = False
         # FIFO-fair; fast_acquire skips the event-loop round trip when a slot is free.
         self._max_concurrency = limits.max_concurrency
@@ -387,6 +454,7 @@ class Dispatcher:
         retry: RetryPolicy | None = None,
         priority: Priority = Priority.INTERACTIVE,
         share: ShareLimit | None = None,
+        tag: object = None,
     ) -> Job:
         """Describe one request; ``timeout`` (or the policy's deadline) starts now."""
         if timeout is not None and not timeout > 0:  # also refuses NaN
@@ -395,32 +463,36 @@ class Dispatcher:
             )
         policy = retry if retry is not None else self._retry
         budget = timeout if timeout is not None else policy.deadline
-        job = Job(
+        lane_key: Hashable | None = None
+        merge_key: Hashable | None = None
+        op = OPERATIONS[operation]
+        if op.laned:
+            if "AccessToken" in params:
+                lane_key = ("token", token_subject(params["AccessToken"]))
+            else:
+                lane_key = ("admin", params.get("UserPoolId"), params.get("Username"))
+            if op.mergeable:
+                metadata = params.get("ClientMetadata")
+                merge_key = (
+                    operation,
+                    lane_key,
+                    params.get("AccessToken"),
+                    None if metadata is None else tuple(sorted(metadata.items())),
+                    policy,  # a merged call is retried by one policy: it must be everyone's
+                )
+        return Job(
             operation=operation,
             params=params,
             secrets=tuple(secrets),
             attributes=attributes,
             priority=priority,
             share=share,
-            deadline=None if budget is None else self._clock() + budget,
+            deadline=None if budget is None else loop_time() + budget,
             retry=policy,
+            lane_key=lane_key,
+            merge_key=merge_key,
+            tag=tag,
         )
-        op = OPERATIONS[operation]
-        if op.laned:
-            if "AccessToken" in params:
-                job.lane_key = ("token", token_subject(params["AccessToken"]))
-            else:
-                job.lane_key = ("admin", params.get("UserPoolId"), params.get("Username"))
-            if op.mergeable:
-                metadata = params.get("ClientMetadata")
-                job.merge_key = (
-                    operation,
-                    job.lane_key,
-                    params.get("AccessToken"),
-                    None if metadata is None else tuple(sorted(metadata.items())),
-                    policy,  # a merged call is retried by one policy: it must be everyone's
-                )
-        return job
 
     async def run(self, job: Job) -> dict[str, Any]:
         """Carry one job to its end in the caller's task; return the response or raise.
@@ -432,38 +504,37 @@ class Dispatcher:
         """
         if self.closed:
             raise ClientClosedError()
-        scope = anyio.CancelScope(
-            deadline=math.inf if job.deadline is None else _to_loop_time(job.deadline, self._clock)
-        )
+        scope = anyio.CancelScope(deadline=math.inf if job.deadline is None else job.deadline)
+        ticket = job._ticket
         self._scopes.add(scope)
-        lane = self._enqueue(job)
+        lane = self._enqueue(ticket)
         try:
             with scope:
-                await self._serve(lane, job)
+                await self._serve(lane, ticket)
         finally:
             self._scopes.discard(scope)
-            self._leave(lane, job)
+            self._leave(lane, ticket)
             self._note_idle()
-        if not job.finished:  # our own scope ended the wait: the client closed, or the deadline
+        if not ticket.finished:  # our own scope ended the wait: the client closed, or the deadline
             if self.closed:
                 raise ClientClosedError(
                     f"the CognitoClient was closed before {job.operation} finished"
-                    + ("; it may have been applied" if job.sent else "; it was not sent"),
-                    sent=job.sent,
+                    + ("; it may have been applied" if ticket.sent else "; it was not sent"),
+                    sent=ticket.sent,
                 )
             raise DeadlineExceededError(
                 f"{job.operation}: the call's deadline passed"
                 + (
                     " before an answer came; the change may still be applied"
-                    if job.sent
+                    if ticket.sent
                     else " while it waited (for the user's earlier changes, for quota or for a"
                     " connection); it was not sent"
                 )
             )
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.result is not None
+        return ticket.result
 
     def aclose_now(self) -> list[asyncio.Task[dict[str, Any]]]:
         """Fail every call at once with :class:`ClientClosedError`; return the flights to await.
@@ -498,39 +569,37 @@ class Dispatcher:
     # ----------------------------------------------------------------------------------------
     # Lanes
 
-    def _enqueue(self, job: Job) -> _Lane:
-        if job.lane_key is None:
+    def _enqueue(self, ticket: _Ticket) -> _Lane:
+        key = ticket.job.lane_key
+        if key is None:
             lane = _Lane(None)  # reads are not ordered: a lane of their own
         else:
-            found = self._lanes.get(job.lane_key)
-            lane = (
-                found
-                if found is not None
-                else self._lanes.setdefault(job.lane_key, _Lane(job.lane_key))
-            )
-        lane.pending.append(job)
+            found = self._lanes.get(key)
+            lane = found if found is not None else self._lanes.setdefault(key, _Lane(key))
+        ticket.lane = lane
+        lane.pending.append(ticket)
         self._advance(lane)
         return lane
 
-    async def _serve(self, lane: _Lane, job: Job) -> None:
-        while not job.finished:
-            if lane.driver is job:
-                await self._drive(lane, job)
+    async def _serve(self, lane: _Lane, ticket: _Ticket) -> None:
+        while not ticket.finished:
+            if lane.driver is ticket:
+                await self._drive(lane, ticket)
             else:
-                job.wake = asyncio.Event()
-                await job.wake.wait()
+                ticket.wake = asyncio.Event()
+                await ticket.wake.wait()
 
-    def _leave(self, lane: _Lane, job: Job) -> None:
+    def _leave(self, lane: _Lane, ticket: _Ticket) -> None:
         """The job's caller is leaving, finished or not: withdraw it and pass the lane on."""
-        if not job.finished:
-            job.abandoned = True  # never sent again
-            if job in lane.pending:
-                lane.pending.remove(job)
+        if not ticket.finished:
+            ticket.abandoned = True  # never sent again
+            if ticket in lane.pending:
+                lane.pending.remove(ticket)
             flight = lane.batch.flight if lane.batch is not None else None
             if lane.key is None and flight is not None and flight.task is not None:
                 # A read orders nothing after it: its flight need not outlive its caller.
                 flight.task.cancel()
-        if lane.driver is job:
+        if lane.driver is ticket:
             lane.driver = None
         self._advance(lane)
 
@@ -539,9 +608,9 @@ class Dispatcher:
         if lane.driver is not None:
             return
         batch = lane.batch
-        successor: Job | None = None
+        successor: _Ticket | None = None
         if batch is not None:
-            successor = next((j for j in batch.jobs if not j.finished and not j.abandoned), None)
+            successor = next((t for t in batch.tickets if t.live), None)
             if successor is None:
                 flight = batch.flight
                 if flight is not None and not flight.done.is_set():
@@ -561,7 +630,7 @@ class Dispatcher:
         if successor.wake is not None:
             successor.wake.set()
 
-    async def _drive(self, lane: _Lane, me: Job) -> None:
+    async def _drive(self, lane: _Lane, me: _Ticket) -> None:
         """Run the lane's head calls until ``me`` has an outcome."""
         while not me.finished:
             batch = lane.batch
@@ -572,7 +641,7 @@ class Dispatcher:
                 await flight.done.wait()
                 self._settle(lane, batch, flight)
                 continue
-            live = [j for j in batch.jobs if not j.finished and not j.abandoned]
+            live = [t for t in batch.tickets if t.live]
             if not live:
                 lane.batch = None
                 continue
@@ -582,21 +651,22 @@ class Dispatcher:
     def _take_batch(lane: _Lane) -> _Batch:
         """The head of the queue and the queued changes that may merge with it."""
         head = lane.pending.popleft()
-        jobs = [head]
-        if head.merge_key is not None and not head.solo:
-            changes = [head.attributes or {}]
+        tickets = [head]
+        merge_key = head.job.merge_key
+        if merge_key is not None and not head.solo:
+            changes = [head.job.attributes or {}]
             while lane.pending:
                 candidate = lane.pending[0]
-                change = candidate.attributes or {}
+                change = candidate.job.attributes or {}
                 if (
-                    candidate.merge_key != head.merge_key
+                    candidate.job.merge_key != merge_key
                     or candidate.solo
                     or not may_merge(changes, change)
                 ):
                     break
-                jobs.append(lane.pending.popleft())
+                tickets.append(lane.pending.popleft())
                 changes.append(change)
-        return _Batch(jobs)
+        return _Batch(tickets)
 
     # ----------------------------------------------------------------------------------------
     # Attempts
@@ -605,42 +675,41 @@ class Dispatcher:
         self,
         lane: _Lane,
         batch: _Batch,
-        live: list[Job],
+        live: list[_Ticket],
         limiter: RateLimiter,
         share: ShareLimit | None,
     ) -> bool:
         """Take quota for the next attempt; False if the quota cannot fit it in its deadline."""
-        deadlines = [job.deadline for job in live]
-        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
-        asked = self._clock()
+        deadline = _latest_deadline(live)
+        asked = loop_time()
         try:
-            await limiter.acquire(min(job.priority for job in live), deadline=deadline, share=share)
+            await limiter.acquire(min(t.job.priority for t in live), deadline=deadline, share=share)
         except QuotaDeadlineError as exc:  # this attempt was never sent
             self._count_error(exc)
             # After an earlier attempt, the caller gets that attempt's error: it may have been
             # applied (a 5xx), and "it was not sent" would be untrue of the call.
             error = batch.last_error if batch.attempts and batch.last_error else exc
-            for job in live:
-                job._finish(result=None, error=error, attempts=batch.attempts)
+            for ticket in live:
+                ticket.finish(result=None, error=error, attempts=batch.attempts)
             lane.batch = None
             return False
-        waited = self._clock() - asked
+        waited = loop_time() - asked
         if waited > 0:
-            for job in live:
-                job.quota_wait += waited
+            for ticket in live:
+                ticket.quota_wait += waited
         return True
 
-    async def _launch(self, lane: _Lane, batch: _Batch, live: list[Job]) -> None:
+    async def _launch(self, lane: _Lane, batch: _Batch, live: list[_Ticket]) -> None:
         """Wait out any backoff, take quota and a slot, and put one attempt on the wire."""
         if batch.retry_at is not None:
             await anyio.sleep_until(batch.retry_at)
-        first = live[0]
-        priority = min(job.priority for job in live)
+        first = live[0].job
+        priority = min(t.job.priority for t in live)
         limiter = self._limiters.get(OPERATIONS[first.operation].category)
         share = None if priority is Priority.INTERACTIVE else first.share
         if limiter is not None and not await self._admit(lane, batch, live, limiter, share):
             return
-        admitted = self._clock()  # the round trip the limiter learns starts here
+        admitted = loop_time()  # the round trip the limiter learns starts here
         try:
             await self._slots.acquire()
         except BaseException:
@@ -654,7 +723,7 @@ class Dispatcher:
             if limiter is not None:
                 limiter.refund(share)
             await anyio.lowlevel.checkpoint()  # delivers the cancellation
-            raise ClientClosedError(sent=any(job.sent for job in live))
+            raise ClientClosedError(sent=any(t.sent for t in live))
         # No await from here on: the slot passes to the flight, which releases it.
         if batch.frozen is not None:
             params, secrets, carried = batch.frozen
@@ -666,8 +735,8 @@ class Dispatcher:
         self.requests_sent += 1
         if batch.attempts > 1:
             self.retries += 1
-        for job in carried:
-            job.sent = True
+        for ticket in carried:
+            ticket.sent = True
         flight = batch.flight = _Flight(
             carried, attempt=batch.attempts, started=time.perf_counter()
         )
@@ -707,22 +776,22 @@ class Dispatcher:
         throttled = False
         if error is None:
             if limiter is not None:
-                limiter.record(throttled=False, latency=self._clock() - flight.admitted)
+                limiter.record(throttled=False, latency=loop_time() - flight.admitted)
         elif not isinstance(error, ClientClosedError):
             kind = classify(error) if isinstance(error, AiocognitoError) else RetryClass.PERMANENT
             if kind is RetryClass.THROTTLE and isinstance(error, CognitoError):
                 self.throttled += 1
                 throttled = True
-                for job in flight.jobs:
-                    job.throttles += 1
+                for ticket in flight.tickets:
+                    ticket.throttles += 1
             if limiter is not None and isinstance(error, CognitoError) and error.status is not None:
                 limiter.record(
                     throttled=kind is RetryClass.THROTTLE,
-                    latency=self._clock() - flight.admitted,
+                    latency=loop_time() - flight.admitted,
                 )
             self._count_error(error)
         if self.on_attempt is not None:
-            self.on_attempt(flight.jobs[0].operation, throttled)
+            self.on_attempt(flight.operation, throttled)
         if _log.debug_enabled():
             _log_attempt(flight)
         flight.done.set()
@@ -734,15 +803,15 @@ class Dispatcher:
         if batch.flight is not flight:
             return  # already settled
         batch.flight = None
-        carried = flight.jobs
-        live = [j for j in carried if not j.finished and not j.abandoned]
+        carried = flight.tickets
+        live = [t for t in carried if t.live]
         error = flight.error
         if error is None:
             self.calls_saved += len(carried) - 1
-            for job in carried:
-                if not job.finished:
-                    job.batch = carried
-                    job._finish(result=flight.result, error=None, attempts=batch.attempts)
+            for ticket in carried:
+                if not ticket.finished:
+                    ticket.batch = carried
+                    ticket.finish(result=flight.result, error=None, attempts=batch.attempts)
             lane.batch = None
             return
         if not live:
@@ -765,14 +834,13 @@ class Dispatcher:
             # Cognito applied none of it; send each change again on its own, in order, before
             # anything queued behind them.
             self.splits += 1
-            for job in reversed(live):
-                job.solo = True
-                lane.pending.appendleft(job)
+            for ticket in reversed(live):
+                ticket.solo = True
+                lane.pending.appendleft(ticket)
             lane.batch = None
             return
-        policy = live[0].retry or self._retry
-        deadlines = [job.deadline for job in live]
-        deadline = None if None in deadlines else max(d for d in deadlines if d is not None)
+        policy = live[0].job.retry
+        deadline = _latest_deadline(live)
         delay = (
             None
             if isinstance(error, ClientClosedError | DeadlineExceededError)
@@ -780,25 +848,25 @@ class Dispatcher:
                 kind,
                 batch.attempts,
                 policy,
-                remaining=None if deadline is None else deadline - self._clock(),
+                remaining=None if deadline is None else deadline - loop_time(),
             )
         )
         if delay is None:
             if kind is RetryClass.THROTTLE:
                 _log.retries_exhausted(
-                    live[0].operation,
+                    flight.operation,
                     batch.attempts,
                     request_id=getattr(error, "request_id", None),
                     merged=len(carried),
                     secrets=flight.request[1] if flight.request else _request(carried)[1],
                 )
             self.calls_saved += len(carried) - 1
-            for job in live:
-                job.batch = carried
-                job._finish(result=None, error=error, attempts=batch.attempts)
+            for ticket in live:
+                ticket.batch = carried
+                ticket.finish(result=None, error=error, attempts=batch.attempts)
             lane.batch = None
             return
-        batch.retry_at = anyio.current_time() + delay
+        batch.retry_at = loop_time() + delay
         batch.last_error = error
 
     def _count_error(self, error: BaseException) -> None:
@@ -806,8 +874,15 @@ class Dispatcher:
         self.errors_by_code[key] = self.errors_by_code.get(key, 0) + 1
 
 
-def _request(jobs: list[Job]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    """The parameters and secrets of the call carrying ``jobs``' changes (later values win)."""
+def _latest_deadline(tickets: list[_Ticket]) -> float | None:
+    """The deadline a call carrying ``tickets``' changes works to: its last caller's."""
+    deadlines = [t.job.deadline for t in tickets]
+    return None if None in deadlines else max(d for d in deadlines if d is not None)
+
+
+def _request(tickets: list[_Ticket]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The parameters and secrets of the call carrying ``tickets``' changes (later values win)."""
+    jobs = [t.job for t in tickets]
     first = jobs[0]
     if len(jobs) == 1:
         return first.params, first.secrets
@@ -834,17 +909,12 @@ def _log_attempt(flight: _Flight) -> None:
         code = error_code(error)
         request_id = getattr(error, "request_id", None)
     _log.attempt(
-        flight.jobs[0].operation,
+        flight.operation,
         flight.attempt,
         status=status,
         code=code,
         latency=time.perf_counter() - flight.started,
         request_id=request_id,
-        merged=len(flight.jobs),
-        secrets=flight.request[1] if flight.request else _request(flight.jobs)[1],
+        merged=len(flight.tickets),
+        secrets=flight.request[1] if flight.request else _request(flight.tickets)[1],
     )
-
-
-def _to_loop_time(deadline: float, clock: Callable[[], float]) -> float:
-    """Translate a deadline on ``clock`` into the event loop's clock."""
-    return anyio.current_time() + (deadline - clock())

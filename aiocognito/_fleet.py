@@ -256,7 +256,8 @@ class FleetLimiter(RateLimiter):
         adaptive: Whether the fleet's rate adapts to throttling.
         url: The Redis URL (``redis://``, ``rediss://`` or ``unix://``).
         group: The quota group, which namespaces the keys.
-        clock: This process's clock for deadlines and windows.
+        clock: This process's clock for deadlines and windows; by default the event loop's,
+            as the engine's (see :func:`~aiocognito._limits.loop_time`).
         connect: Builds the Redis client from the URL (tests pass their own).
     """
 
@@ -268,7 +269,7 @@ class FleetLimiter(RateLimiter):
         adaptive: bool,
         url: str,
         group: str,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
         connect: Callable[[str], Redis] | None = None,
     ) -> None:
         super().__init__(category, ceiling, adaptive=adaptive, clock=clock)

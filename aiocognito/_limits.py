@@ -68,7 +68,9 @@ a while. The deterministic simulation in ``tests/test_limits.py`` measures all o
 Deadlines. A call is let through only if its expected start plus a high percentile
 (``RTT_QUANTILE``) of recently observed round trips fits before its deadline: otherwise it fails
 at once with :class:`QuotaDeadlineError` and is never sent, rather than being sent so late that
-its answer would come after the deadline (the ambiguous ``DeadlineExceededError``).
+its answer would come after the deadline (the ambiguous ``DeadlineExceededError``). Deadlines
+and pacing are on the event loop's clock (:func:`loop_time`), the engine's too; windows are
+aligned on the wall clock through an offset taken once.
 
 Limiters are shared: every client on the same event loop whose region and endpoint (or
 ``Limits.quota_group``) match draws from the same limiter per category, because the quota is
@@ -77,6 +79,7 @@ account-wide.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
 import random
@@ -95,6 +98,7 @@ __all__ = [
     "Priority",
     "RateLimiter",
     "ShareLimit",
+    "loop_time",
     "shared_limiter",
 ]
 
@@ -132,6 +136,17 @@ RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito
 RTT_QUANTILE = 0.99  # a deadline must fit this percentile of them: the mean hides the tail
 RTT_REFRESH = 20  # recompute the percentile after this many new samples, not on every call
 DEADLINE_MARGIN = 0.005  # the retry loop reads its clock apart from ours: fail first, cleanly
+
+
+def loop_time() -> float:
+    """The running event loop's clock: what :func:`anyio.current_time` reads on asyncio.
+
+    The engine and the limiter read this one clock, so a deadline set by one is a deadline to
+    the other, and a test can run them on virtual time. It is read from the loop itself, so it
+    works in a task's done callback too (the engine records each answer there), where anyio
+    cannot always tell which library is running.
+    """
+    return asyncio.get_running_loop().time()
 
 
 class Priority(enum.IntEnum):
@@ -485,7 +500,12 @@ class _Waiter:
 
 
 class RateLimiter:
-    """Paces one quota category; see the module docstring."""
+    """Paces one quota category; see the module docstring.
+
+    Create it in the event loop it serves: it keeps to that loop's clock (the engine's, see
+    :func:`loop_time`), also when its statistics are read from outside the loop, unless given
+    another ``clock``, as the simulation in the tests does.
+    """
 
     def __init__(
         self,
@@ -493,9 +513,11 @@ class RateLimiter:
         ceiling: float | None,
         *,
         adaptive: bool = True,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.category = category
+        if clock is None:
+            clock = asyncio.get_running_loop().time
         self._clock = clock
         now = clock()
         self._unlimited = ceiling is None and not adaptive
@@ -602,9 +624,9 @@ class RateLimiter:
 
         Args:
             priority: Interactive callers are served before bulk callers.
-            deadline: A :func:`time.monotonic`-style instant (on this limiter's clock) by which
-                the call must be answered. If the expected start plus a high percentile of
-                recent round trips (:meth:`round_trip`) would pass it, raise
+            deadline: The instant, on this limiter's clock (the event loop's, as the engine
+                uses), by which the call must be answered. If the expected start plus a high
+                percentile of recent round trips (:meth:`round_trip`) would pass it, raise
                 :class:`QuotaDeadlineError` at once instead, and again at the turn of a call
                 that waited if the rate fell meanwhile: the call is never sent.
             share: A bulk job's cap, drawn from as well as the category's bucket.

@@ -24,7 +24,6 @@ from __future__ import annotations
 import enum
 import math
 import random
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -121,7 +120,7 @@ async def retry_call(
     *,
     deadline: float | None = None,
     on_failure: Callable[[BaseException, RetryClass], None] | None = None,
-    clock: Clock = time.monotonic,
+    clock: Clock = anyio.current_time,
     sleep: Sleep = anyio.sleep,
     rand: Callable[[], float] = random.random,
 ) -> T:
@@ -132,7 +131,7 @@ async def retry_call(
         policy: Attempts, backoff and the default deadline.
         deadline: Seconds for the whole call; overrides ``policy.deadline``.
         on_failure: Told about every failed attempt and its class (e.g. to slow a limiter).
-        clock: Monotonic seconds; injectable for tests.
+        clock: Seconds on the event loop's clock, which its timeouts use; injectable for tests.
         sleep: Awaitable sleep; injectable for tests.
         rand: Uniform [0, 1) source for the jitter.
 

@@ -14,9 +14,9 @@ import aiocognito
 from aiocognito._client import client_over
 from aiocognito._errors import InternalErrorError
 from tests.fakes import FakeTransport
+from tests.virtual_time import virtual_time
 
 POOL = "eu-west-1_AbC"
-pytestmark = pytest.mark.anyio
 
 
 class Slow500(FakeTransport):
@@ -26,6 +26,7 @@ class Slow500(FakeTransport):
         raise InternalErrorError("boom", status=500, operation=operation)
 
 
+@virtual_time
 async def test_quota_deadline_after_maybe_applied() -> None:
     transport = Slow500()
     limits = aiocognito.Limits(user_update_rps=1000, adaptive=False)

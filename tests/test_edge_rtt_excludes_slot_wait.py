@@ -8,14 +8,13 @@ from __future__ import annotations
 from typing import Any
 
 import anyio
-import pytest
 
 import aiocognito
 from aiocognito._client import client_over
 from tests.fakes import FakeTransport
+from tests.virtual_time import virtual_time
 
 POOL = "eu-west-1_AbC"
-pytestmark = pytest.mark.anyio
 
 
 class Slow(FakeTransport):
@@ -25,6 +24,7 @@ class Slow(FakeTransport):
         return {}
 
 
+@virtual_time
 async def test_round_trip_covers_slot_wait() -> None:
     transport = Slow()
     limits = aiocognito.Limits(user_update_rps=1000, adaptive=False, max_concurrency=1)

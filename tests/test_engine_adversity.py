@@ -20,6 +20,7 @@ from aiocognito._errors import error_class_for_code
 from aiocognito.testing import CustomAttribute, FakeCognito, PoolInfo
 from tests.fakes import FakeTransport
 from tests.gates import FAST_RETRY, UNLIMITED, Gates, client, wait_until
+from tests.virtual_time import virtual_time
 
 # ------------------------------------------------------------------------------------------
 # 1. Cancelled callers never wedge a lane
@@ -497,6 +498,7 @@ def test_which_refusals_belong_to_a_change(code: str, message: str, split: int) 
 # 4. Closing is prompt and clean
 
 
+@virtual_time
 async def test_close_fails_queued_calls_at_once_without_taking_quota() -> None:
     transport = FakeTransport()
     limits = aiocognito.Limits(user_update_rps=1.0, adaptive=False, quota_group="close-queued")
@@ -524,7 +526,7 @@ async def test_close_fails_queued_calls_at_once_without_taking_quota() -> None:
     assert len(errors) == 9
     assert all(isinstance(e, aiocognito.ClientClosedError) for e in errors)
     assert all(not e.sent for e in errors if isinstance(e, aiocognito.ClientClosedError))
-    assert max(ended) - closed_at < 0.1
+    assert max(ended) - closed_at < 0.001  # at once: not one more token of the 1/s quota
     assert len(transport.sent) == 1
     assert cognito.statistics().categories["UserUpdate"].sent == 1
     with pytest.raises(aiocognito.ClientClosedError):
@@ -532,6 +534,7 @@ async def test_close_fails_queued_calls_at_once_without_taking_quota() -> None:
     assert isinstance(aiocognito.ClientClosedError(), RuntimeError)
 
 
+@virtual_time
 async def test_close_fails_a_call_on_the_wire_and_says_it_may_have_applied() -> None:
     transport = Gates()
     cognito = client(transport)
@@ -555,6 +558,7 @@ async def test_close_fails_a_call_on_the_wire_and_says_it_may_have_applied() -> 
     assert len(transport.sent) == 1
 
 
+@virtual_time
 async def test_a_bulk_run_on_a_closing_client_ends_with_one_error() -> None:
     transport = FakeTransport()
     limits = aiocognito.Limits(user_update_rps=2.0, adaptive=False, quota_group="close-bulk")
