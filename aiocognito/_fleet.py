@@ -258,7 +258,6 @@ class FleetLimiter(RateLimiter):
         group: The quota group, which namespaces the keys.
         clock: This process's clock for deadlines and windows; by default the event loop's,
             as the engine's (see :func:`~aiocognito._limits.loop_time`).
-        connect: Builds the Redis client from the URL (tests pass their own).
     """
 
     def __init__(
@@ -270,13 +269,11 @@ class FleetLimiter(RateLimiter):
         url: str,
         group: str,
         clock: Callable[[], float] | None = None,
-        connect: Callable[[str], Redis] | None = None,
     ) -> None:
         super().__init__(category, ceiling, adaptive=adaptive, clock=clock)
         self._ceiling = ceiling
         self._adaptive = adaptive
         self._url = url
-        self._connect = connect
         # The group in braces is a Redis Cluster hash tag: a category's keys share one slot,
         # as a script's keys must.
         prefix = f"aiocognito:{{{group}}}:{category}"
@@ -313,14 +310,11 @@ class FleetLimiter(RateLimiter):
         self._users += 1
         if self._redis is not None:
             return
-        if self._connect is not None:
-            self._redis = self._connect(self._url)
-        else:
-            from redis.asyncio import Redis as RedisClient  # noqa: PLC0415
+        from redis.asyncio import Redis as RedisClient  # noqa: PLC0415 - the optional extra
 
-            self._redis = RedisClient.from_url(
-                self._url, socket_connect_timeout=CONNECT_BUDGET, socket_timeout=CONNECT_BUDGET
-            )
+        self._redis = RedisClient.from_url(
+            self._url, socket_connect_timeout=CONNECT_BUDGET, socket_timeout=CONNECT_BUDGET
+        )
         self._script = self._redis.register_script(_TAKE)
         self.mode = SHARED
         try:
