@@ -21,6 +21,7 @@ from benchmarks._common import CONTENDERS
 from benchmarks._contenders import Contender, Driver, Job, Setup, Updates, drive
 from benchmarks._runner import judge, run_once, run_workers
 from benchmarks._scenarios import SCENARIOS, plan
+from tests.redis_server import RedisServer
 
 KNOWN = SCENARIOS["known"]
 HOT = SCENARIOS["hot"]
@@ -412,7 +413,10 @@ def test_every_contender_runs_the_memory_scenario(contender: str, tmp_path: Path
         assert all(json.loads(line)["ok"] for line in fh)
 
 
-def test_every_contender_runs_the_overhead_scenario() -> None:
+def test_every_contender_runs_the_overhead_scenario(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(overhead.REDIS_URL_ENV, redis_server.url)  # for aiocognito-shared
     with overhead.stub_server() as url:
         for contender in overhead.CONTENDERS:
             figures = overhead.run_once(contender, url, 20)
