@@ -65,6 +65,7 @@ async def work(endpoint: str, pool: str, url: str, first: int, count: int, quota
         "throttled": stats.throttled,
         "mode": update.mode,
         "fleet_processes": update.fleet_processes,
+        "fallbacks": update.fallbacks,
     }
     print(json.dumps(figures), flush=True)
 
