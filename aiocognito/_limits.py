@@ -106,20 +106,29 @@ BETA = 0.7  # a cut takes at least 30 % off the rate: the same share for every l
 SLOW_START_GROWTH = 2.0  # unknown quota: double each saturated window throttling did not rise in
 SLOW_START_BETA = 0.35  # leaving slow start on heavy throttling, the last doubling overshot
 CUT_MARGIN = 0.9  # cut to 90 % of what was admitted, below the quota it measured
+DEEPEST = 0.25  # one cut keeps at least a quarter: a few answers overstate a fraction; the next
+# window cuts again if it must
 CUBIC_K = 2.0  # seconds to win back a 30 % cut of the whole quota (told, or the largest seen)
-PROBE = 0.03  # above w_max, probe at 3 % of the curve's pace: an overshoot of x/s stays
-# hidden behind the server's one-second burst reserve for quota/x seconds, so go slowly
-PROBE_STEP = 1.05  # ...and at most 5 % above the last judged window: slow senders judge slowly
+PROBE = 0.3  # above w_max, probe at 30 % of the curve's pace: an overshoot of x/s stays hidden
+# behind the server's one-second burst reserve for quota/x seconds, so slower than the climb;
+# but the last process of a fleet left alone must win the whole quota back in seconds (3 %
+# took 40 s from a quarter of it)
+PROBE_STEP = 1.5  # ...and at most 50 % above the last judged window: slow senders judge slowly
 WINDOW = 1.0  # seconds of answers judged together
 MIN_SAMPLES = 40  # a window with fewer answers is not judged yet: fewer cannot tell 5 % from 15 %
-FEW_SAMPLES = 10  # ...unless it has lasted LONG_WINDOW seconds: then this many will do, or a
-LONG_WINDOW = 3.0  # slow sender would wait many seconds between verdicts
-HEAVY_THROTTLES = 8  # this many throttles, over NOISE_MAX of the answers, end a window early
+FEW_SAMPLES = 5  # ...unless it has lasted LONG_WINDOW seconds, or no noise is learned (below
+LONG_WINDOW = 1.5  # QUIET): then this many will do, or a small share of a shared quota (a few
+# requests/s) would judge every few seconds, and pile up throttles in between
+QUIET = 0.02  # a background level below this is no noise to tell apart from a rise
+HEAVY_SPAN = 10  # heavy throttling is judged on the last this many answers, not the window:
+HEAVY_THROTTLES = 7  # ...at least this many throttles among them, and so many that a throttled
+HEAVY_ALPHA = 0.02  # fraction of NOISE_MAX would give them this rarely, end a window early
 HEAVY_AFTER = 0.1  # ...once a tenth of it has passed (a slow sender sees few in all)
 NOISE_MAX = 0.3  # a throttled fraction above this is never noise (tested to 15 % noise)
 NOISE_WINDOWS = 20  # the background level pools this many windows that taught it
-NOISE_FLOOR = 0.01  # assume at least 1 % background throttles: one stray throttle is no rise
-RISE_ALPHA = 0.002  # throttling "rose" if the background would give this many this rarely
+NOISE_FLOOR = 0.003  # assume at least 0.3 % background throttles: at 150 requests/s one
+# stray throttle is no rise, while at a few requests/s two are (1 %: three, too late to share)
+RISE_ALPHA = 0.01  # throttling "rose" if the background would give this many this rarely
 FELL_ALPHA = 0.05  # ...and a cut is kept if its window's throttles are this rare at the old level
 NOISE_EVIDENCE = 2  # cuts in a row must fail to lower throttling before it counts as noise
 CONTENTION_MEMORY = 10  # windows after heavy throttling or a confirmed cut, nothing is noise
@@ -198,6 +207,16 @@ def _poisson_cdf(k: int, mean: float) -> float:
     return total
 
 
+def _binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    term = (1.0 - p) ** n  # P(X = 0)
+    below = 0.0
+    for i in range(k):
+        below += term
+        term *= (n - i) / (i + 1) * p / (1.0 - p)
+    return max(0.0, 1.0 - below)
+
+
 def _rare(throttles: int, sent: int, level: float) -> bool:
     """Whether ``throttles`` of ``sent`` answers is too many for a background ``level``.
 
@@ -245,6 +264,9 @@ class _AdaptiveRate:
         self.window_end = self._boundary(now)
         self.window_sent = 0
         self.window_throttled = 0
+        self.window_onset = 0  # answers since the window's first throttle, that one included
+        self.last_answers: deque[bool] = deque(maxlen=HEAVY_SPAN)  # True: throttled
+        self.last_throttled = 0
         #: Told (reason, old rate, new rate, throttled fraction) when a decision moves the rate.
         self.on_change: Callable[[str, float, float, float], None] | None = None
         self.undone = False  # the last check after a cut undid it
@@ -294,23 +316,37 @@ class _AdaptiveRate:
             return
         self.window_sent += 1
         self.window_throttled += throttled
+        if throttled or self.window_onset:
+            self.window_onset += 1  # answers since the window's first throttle
+        if len(self.last_answers) == HEAVY_SPAN:
+            self.last_throttled -= self.last_answers[0]
+        self.last_answers.append(throttled)
+        self.last_throttled += throttled
         elapsed = now - self.window_start
-        # Throttling too heavy to be noise ends a window early: waiting costs.
+        # Throttling too heavy to be noise ends a window early: waiting costs. It is judged on
+        # the last few answers, not on the whole window, whose first answers the server's
+        # burst reserve admitted: they would hide the onset.
         heavy = (
-            self.window_throttled >= HEAVY_THROTTLES
-            and self.window_throttled > NOISE_MAX * self.window_sent
+            self.last_throttled >= HEAVY_THROTTLES
             and elapsed >= WINDOW * HEAVY_AFTER
+            and _binomial_tail(self.last_throttled, len(self.last_answers), NOISE_MAX) < HEAVY_ALPHA
         )
         if now < self.window_end and not heavy:
             return
         # Slow start doubles each window: there, whole seconds matter more than sharp verdicts.
-        long_enough = elapsed >= LONG_WINDOW or self.slow_start
+        long_enough = elapsed >= LONG_WINDOW or self.slow_start or self.tolerance < QUIET
         enough = FEW_SAMPLES if long_enough else MIN_SAMPLES
-        if self.window_sent < enough:
+        if self.window_sent < enough and not heavy:
             self.window_end = self._boundary(now)
             return
         sent, thr = self.window_sent, self.window_throttled
+        # The throttled fraction from the window's first throttle on (that one left out, as
+        # it picked the start): how much of our rate the server refuses once it refuses any.
+        onset = (thr - 1) / (self.window_onset - 1) if self.window_onset > 1 else 0.0
         self.window_start, self.window_sent, self.window_throttled = now, 0, 0
+        self.window_onset = 0
+        self.last_answers.clear()
+        self.last_throttled = 0
         self.window_end = self._boundary(now)
         admitted_rate = (sent - thr) / elapsed
         weight = 1.0 - math.exp(-elapsed / LONG_RUN_SECONDS)
@@ -320,15 +356,23 @@ class _AdaptiveRate:
             self.long_run += weight * (admitted_rate - self.long_run)
         self.scale = self.long_run if self.scale is None else max(self.scale, self.long_run)
         self.contended = max(0, self.contended - 1)
-        self._judge(now, thr, sent, elapsed)
+        self._judge(now, thr, sent, elapsed, heavy=heavy, onset=onset)
 
-    def _judge(self, now: float, thr: int, sent: int, elapsed: float) -> None:
-        """Decide on a finished window: check the last cut, cut, undo or grow."""
+    def _judge(
+        self, now: float, thr: int, sent: int, elapsed: float, *, heavy: bool, onset: float
+    ) -> None:
+        """Decide on a finished window: check the last cut, cut, undo or grow.
+
+        ``heavy``: the window ended early, its last answers throttled too heavily for noise.
+        ``onset``: the throttled fraction from the window's first throttle on.
+        """
         fraction = thr / sent
         admitted_rate = (sent - thr) / elapsed
         current = self.rate(now)
         level = self.tolerance
-        if self.pending_check is not None:
+        if heavy:
+            self.pending_check = None  # still (or newly) heavy: no verdict on the last cut
+        elif self.pending_check is not None:
             check, self.pending_check = self.pending_check, None
             self.undone = False
             if self._checked(check, thr, sent, level):
@@ -336,11 +380,12 @@ class _AdaptiveRate:
                     self._changed("undo", current, now, fraction)
                 return
             # Still heavily throttled: the cut was not deep enough; cut again below.
-        if fraction > NOISE_MAX:
+        if heavy or fraction > NOISE_MAX:
             self.cuts += 1  # heavy throttling is never noise
             self.contended = CONTENTION_MEMORY
             reason = "slow_start_end" if self.slow_start else "cut"
-            self._cut(now, current, admitted_rate, SLOW_START_BETA if self.slow_start else BETA)
+            beta = SLOW_START_BETA if self.slow_start else BETA
+            self._cut(now, current, admitted_rate, beta, max(fraction, onset))
             self._changed(reason, current, now, fraction)
             return
         if _rare(thr, sent, level):
@@ -350,7 +395,7 @@ class _AdaptiveRate:
             saved = _Saved(self.w_max, self.base, self.cut_at, self.k, self.slow_start)
             self.pending_check = _Check(fraction, sent, saved)
             reason = "slow_start_end" if self.slow_start else "cut"
-            self._cut(now, current, admitted_rate, BETA)
+            self._cut(now, current, admitted_rate, BETA, onset)
             self._changed(reason, current, now, fraction)
             return
         if fraction <= level and not self.contended:
@@ -377,6 +422,11 @@ class _AdaptiveRate:
             return True
         if fraction > NOISE_MAX or self.contended:
             return False  # not noise: judge the window as any other
+        if fell and not check.saved.slow_start:
+            # Lower, but by too few answers to be sure (a small share of a shared quota sees
+            # a few a second): keep the cut, unconfirmed. Undoing it would put back the very
+            # rate that overshot.
+            return True
         # Cutting did not lower throttling: it was not our rate. Undo.
         saved = check.saved
         self.w_max, self.base, self.cut_at = saved.w_max, saved.base, saved.cut_at
@@ -391,8 +441,15 @@ class _AdaptiveRate:
             self.recent.append((thr, sent))
         return True
 
-    def _cut(self, now: float, current: float, admitted_rate: float, beta: float) -> None:
-        """Cut below what the server admitted (the quota, if the quota throttled us)."""
+    def _cut(
+        self, now: float, current: float, admitted_rate: float, beta: float, onset: float
+    ) -> None:
+        """Cut below what the server admitted (the quota, if the quota throttled us).
+
+        What it admitted is measured two ways: over the window, and as the share of our rate
+        it let through once it began to refuse (``onset``, the fraction refused since). Every
+        process on the quota sees that same fraction, so each cuts by the same share.
+        """
         self.slow_start = False
         w_max = min(current, admitted_rate)
         if self.long_run is not None:
@@ -400,7 +457,8 @@ class _AdaptiveRate:
             # to climb back to never falls far below what was admitted over the long run.
             w_max = max(w_max, W_MAX_FLOOR * self.long_run)
         self.w_max = max(MIN_RATE, w_max)
-        self.base = max(MIN_RATE, min(current * beta, admitted_rate * CUT_MARGIN, self.w_max))
+        admitted = min(admitted_rate, current * max(1.0 - onset, DEEPEST))
+        self.base = max(MIN_RATE, min(current * beta, admitted * CUT_MARGIN, self.w_max))
         self.k = ((self.w_max - self.base) / self._pace()) ** (1 / 3)
         self.cut_at = now
         self.probe_cap = self.w_max
