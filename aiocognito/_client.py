@@ -239,6 +239,13 @@ class CognitoClient:
                     await self._dispatcher.aclose()
                 await self._transport.aclose()
         finally:
+            # The shared limiters stop honouring this client's quota (a lower one is raised back).
+            for category, ceiling in (
+                ("UserUpdate", self.limits.user_update_rps),
+                ("UserRead", self.limits.user_read_rps),
+            ):
+                if category in self._limiters:
+                    self._limiters[category].release_ceiling(ceiling)
             self._closed.set()
 
     def statistics(self) -> ClientStatistics:

@@ -400,6 +400,35 @@ def test_four_workers_on_the_default_quota_finish_without_much_throttling(seed: 
 
 
 # ------------------------------------------------------------------------------------------
+# Clients sharing one limiter
+
+
+def test_a_ceiling_lowered_for_one_client_is_raised_back_when_it_leaves() -> None:
+    clock = ManualClock()
+    limiter = RateLimiter("UserUpdate", 25.0, clock=clock)  # the first client: 25/s
+    limiter.lower_ceiling(None)  # a client that was not told a quota binds nothing
+    limiter.lower_ceiling(10.0)  # a client told 10/s: the lowest binds
+    assert limiter.rate() == 10.0
+    limiter.lower_ceiling(20.0)
+    assert limiter.rate() == 10.0
+    limiter.release_ceiling(10.0)  # it left: the lowest of those left binds
+    assert limiter.rate() == 20.0
+    assert limiter.statistics().ceiling == 20.0
+    limiter.release_ceiling(20.0)
+    limiter.release_ceiling(None)
+    assert limiter.rate() == 25.0
+
+
+def test_a_fixed_rate_set_by_one_client_is_lifted_when_it_leaves() -> None:
+    limiter = RateLimiter("UserUpdate", None, adaptive=False, clock=ManualClock())
+    assert limiter.rate() is None  # unlimited
+    limiter.lower_ceiling(5.0)
+    assert limiter.rate() == 5.0
+    limiter.release_ceiling(5.0)
+    assert limiter.rate() is None
+
+
+# ------------------------------------------------------------------------------------------
 # Deadlines include the round trip
 
 
