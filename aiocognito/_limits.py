@@ -131,6 +131,8 @@ PROBE = 0.3  # above w_max, probe at 30 % of the curve's pace: an overshoot of x
 # but the last process of a fleet left alone must win the whole quota back in seconds (3 %
 # took 40 s from a quarter of it)
 PROBE_STEP = 1.5  # ...and at most 50 % above the last judged window: slow senders judge slowly
+CAP_GRACE = 2.0  # ...though after this many windows without a verdict, 50 % more a window: a
+# sender cut to a few requests a second must not take minutes to climb (windows of 5 s)
 WINDOW = 1.0  # seconds of answers judged together
 MIN_SAMPLES = 40  # a window with fewer answers is not judged yet: fewer cannot tell 5 % from 15 %
 FEW_SAMPLES = 5  # ...unless it has lasted LONG_WINDOW seconds, or no noise is learned (below
@@ -141,6 +143,9 @@ HEAVY_SPAN = 10  # heavy throttling is judged on the last this many answers, not
 HEAVY_THROTTLES = 7  # ...at least this many throttles among them, and so many that a throttled
 HEAVY_ALPHA = 0.02  # fraction of NOISE_MAX would give them this rarely, end a window early
 HEAVY_AFTER = 0.1  # ...once a tenth of it has passed (a slow sender sees few in all)
+SETTLE = 0.3  # after a heavy cut, answers to requests sent before it are not judged for this
+# long: they tell of the old rate, and on a busy host arrive in bursts that cut again and
+# again, to a few requests a second, before the other processes have even noticed
 NOISE_MAX = 0.3  # a throttled fraction above this is never noise (tested to 15 % noise)
 NOISE_WINDOWS = 20  # the background level pools this many windows that taught it
 NOISE_FLOOR = 0.003  # assume at least 0.3 % background throttles: at 150 requests/s one
@@ -282,6 +287,7 @@ class _AdaptiveRate:
         self.window_sent = 0
         self.window_throttled = 0
         self.window_onset = 0  # answers since the window's first throttle, that one included
+        self.settle_until = now  # answers before this are not judged
         self.last_answers: deque[bool] = deque(maxlen=HEAVY_SPAN)  # True: throttled
         self.last_throttled = 0
         #: Told (reason, old rate, new rate, throttled fraction) when a decision moves the rate.
@@ -309,7 +315,11 @@ class _AdaptiveRate:
             t = now - self.cut_at - self.k
             c = self._pace() * (1.0 if t < 0 else PROBE)
             value = self.w_max + c * t**3
-            value = max(self.base, min(value, self.probe_cap))
+            # The cap grows on by PROBE_STEP a window while none is judged (after CAP_GRACE of
+            # them): a sender cut to a few requests a second judges a window in seconds.
+            waited = (now - self.window_start) / WINDOW - CAP_GRACE
+            cap = self.probe_cap * PROBE_STEP ** max(0.0, waited)
+            value = max(self.base, min(value, cap))
         if self.ceiling is not None:
             value = min(value, self.ceiling)
         return max(value, MIN_RATE)
@@ -331,6 +341,11 @@ class _AdaptiveRate:
         """Count one answer; at the end of a window, judge it."""
         if not self.adaptive:
             return
+        if now < self.settle_until:
+            return  # an answer to a request sent before the last heavy cut: old news
+        if self.window_start < self.settle_until:
+            self.window_start = self.settle_until  # settled: a fresh window starts
+            self.window_end = self._boundary(now)
         self.window_sent += 1
         self.window_throttled += throttled
         if throttled or self.window_onset:
@@ -403,6 +418,7 @@ class _AdaptiveRate:
             reason = "slow_start_end" if self.slow_start else "cut"
             beta = SLOW_START_BETA if self.slow_start else BETA
             self._cut(now, current, admitted_rate, beta, max(fraction, onset))
+            self.settle_until = now + SETTLE
             self._changed(reason, current, now, fraction)
             return
         if _rare(thr, sent, level):
