@@ -362,6 +362,9 @@ class _AdaptiveRate:
             self.last_throttled >= HEAVY_THROTTLES
             and elapsed >= WINDOW * HEAVY_AFTER
             and _binomial_tail(self.last_throttled, len(self.last_answers), NOISE_MAX) < HEAVY_ALPHA
+            # ...and since the window's first throttle, too: random throttles come from the
+            # start, so a run of them among the last answers is no onset.
+            and self.window_throttled > NOISE_MAX * self.window_onset
         )
         if now < self.window_end and not heavy:
             return
@@ -455,10 +458,11 @@ class _AdaptiveRate:
             return True
         if fraction > NOISE_MAX or self.contended:
             return False  # not noise: judge the window as any other
-        if fell and not check.saved.slow_start:
-            # Lower, but by too few answers to be sure (a small share of a shared quota sees
-            # a few a second): keep the cut, unconfirmed. Undoing it would put back the very
-            # rate that overshot.
+        if fell and not check.saved.slow_start and math.exp(-sent * check.fraction) >= FELL_ALPHA:
+            # Lower, but on too few answers for even none to be sure (a small share of a
+            # shared quota sees a few a second): keep the cut, unconfirmed. Undoing it would
+            # put back the very rate that overshot. (With more answers, a fall short of sure
+            # is what chance gives after a window that was high by chance: undo.)
             return True
         # Cutting did not lower throttling: it was not our rate. Undo.
         saved = check.saved
