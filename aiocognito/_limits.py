@@ -28,13 +28,18 @@ The rules, and why:
   and judging every few seconds piles up throttles in between). It ends early once the last
   ``HEAVY_SPAN`` answers are throttled too heavily to be noise: the server's own burst reserve
   hides an overshoot for a while, so react fast once it shows. That is judged on the last
-  answers, not on the whole window, whose first answers the reserve admitted.
+  answers, not on the whole window, whose first answers the reserve admitted (and on the
+  answers since the window's first throttle: random throttles come from its start, so a
+  run of them is no onset). After a heavy cut, answers for ``SETTLE`` seconds are not
+  judged: they answer requests sent before it, and on a busy host they arrive in bursts
+  that would cut again and again, to a few requests a second, before the other processes
+  have even noticed.
 * Pacing is dithered: each request waits for a random part of its token. A sender paced on
   an exact beat at the server's refill rate meets every token as it refills, and throttles
   land on the other processes instead of on it; then the throttling each process sees is no
   longer the same, and neither are the cuts.
 * A window's throttling *rose* if the background level (learned, below) would give that many
-  throttles less than once in 500 (``RISE_ALPHA``). It is judged by whether throttling rose,
+  throttles less than once in 100 (``RISE_ALPHA``). It is judged by whether throttling rose,
   never by whether it was zero, so slow start and the climb after a cut work under a steady
   background of random throttles.
 * A rise cuts the rate below what the server admitted (the quota, if the quota throttled us),
@@ -48,19 +53,22 @@ The rules, and why:
   leaving slow start it cuts by ``SLOW_START_BETA``, since the last doubling overshot.
 * The next window checks a cut. If throttling fell at least halfway back to the background,
   by more than chance, our rate (or the rates we share the quota with) was the cause, and the
-  cut stays. If it fell, but on too few answers to be sure, the cut stays unconfirmed:
-  undoing it would put back the very rate that overshot. If it did not fall, the cut is
-  undone: it looked like noise. Only after ``NOISE_EVIDENCE`` such checks in a row
-  do their windows teach the background level, and never within ``CONTENTION_MEMORY``
-  windows of heavy throttling or of a cut that worked. That is how contention is kept from
-  passing for noise: with several processes, one process's cut barely moves the throttling
-  while the others have not yet cut, and a process that learned that as noise would keep
-  its rate while the others are cut again and again.
+  cut stays. If it fell, but on answers too few for even none to be sure (a small share of
+  a shared quota), the cut stays unconfirmed: undoing it would put back the very rate that
+  overshot. Otherwise the cut is undone: it looked like noise (with answers enough, a fall
+  short of sure is what chance gives after a window that was high by chance). Only after
+  ``NOISE_EVIDENCE`` such checks in a row do their windows teach the background level, and
+  never within ``CONTENTION_MEMORY`` windows of heavy throttling or of a cut that worked.
+  That is how contention is kept from passing for noise: with several processes, one
+  process's cut barely moves the throttling while the others have not yet cut, and a
+  process that learned that as noise would keep its rate while the others are cut again
+  and again.
 * The background level is the pooled throttled fraction of the windows that taught it (the
   last ``NOISE_WINDOWS``); windows calmer than it let it fade as noise subsides.
 * After a cut the rate climbs back along a CUBIC curve to ``w_max``, then probes above it (at
   ``PROBE`` of the curve's pace), never more than ``PROBE_STEP`` a judged window above what
-  the last window saw (a slow sender's window takes seconds), and never above the configured
+  the last window saw (a slow sender's window takes seconds; after ``CAP_GRACE`` windows
+  without a verdict the cap grows on by as much a window), and never above the configured
   ceiling. The probe is slower than the climb, as an overshoot hides behind the server's
   reserve; but not much slower, since the last process of a fleet, once the others finish,
   must win the whole quota back in seconds, not minutes. The curve's pace is absolute, set
