@@ -28,12 +28,10 @@ The rules, and why:
   and judging every few seconds piles up throttles in between). It ends early once the last
   ``HEAVY_SPAN`` answers are throttled too heavily to be noise: the server's own burst reserve
   hides an overshoot for a while, so react fast once it shows. That is judged on the last
-  answers, not on the whole window, whose first answers the reserve admitted (and on the
-  answers since the window's first throttle: random throttles come from its start, so a
-  run of them is no onset). After a heavy cut, answers for ``SETTLE`` seconds are not
-  judged: they answer requests sent before it, and on a busy host they arrive in bursts
-  that would cut again and again, to a few requests a second, before the other processes
-  have even noticed.
+  answers, not on the whole window, whose first answers the reserve admitted. After a heavy
+  cut, answers for ``SETTLE`` seconds are not judged: they answer requests sent before it,
+  and on a busy host they arrive in bursts that would cut again and again, to a few
+  requests a second, before the other processes have even noticed.
 * Pacing is dithered: each request waits for a random part of its token. A sender paced on
   an exact beat at the server's refill rate meets every token as it refills, and throttles
   land on the other processes instead of on it; then the throttling each process sees is no
@@ -53,10 +51,9 @@ The rules, and why:
   leaving slow start it cuts by ``SLOW_START_BETA``, since the last doubling overshot.
 * The next window checks a cut. If throttling fell at least halfway back to the background,
   by more than chance, our rate (or the rates we share the quota with) was the cause, and the
-  cut stays. If it fell, but on answers too few for even none to be sure (a small share of
-  a shared quota), the cut stays unconfirmed: undoing it would put back the very rate that
-  overshot. Otherwise the cut is undone: it looked like noise (with answers enough, a fall
-  short of sure is what chance gives after a window that was high by chance). Only after
+  cut stays. If it fell, but on too few answers to be sure (a small share of a shared quota
+  sees a few a second), the cut stays unconfirmed: undoing it would put back the very rate
+  that overshot. If it did not fall, the cut is undone: it looked like noise. Only after
   ``NOISE_EVIDENCE`` such checks in a row do their windows teach the background level, and
   never within ``CONTENTION_MEMORY`` windows of heavy throttling or of a cut that worked.
   That is how contention is kept from passing for noise: with several processes, one
@@ -370,9 +367,6 @@ class _AdaptiveRate:
             self.last_throttled >= HEAVY_THROTTLES
             and elapsed >= WINDOW * HEAVY_AFTER
             and _binomial_tail(self.last_throttled, len(self.last_answers), NOISE_MAX) < HEAVY_ALPHA
-            # ...and since the window's first throttle, too: random throttles come from the
-            # start, so a run of them among the last answers is no onset.
-            and self.window_throttled > NOISE_MAX * self.window_onset
         )
         if now < self.window_end and not heavy:
             return
@@ -466,11 +460,10 @@ class _AdaptiveRate:
             return True
         if fraction > NOISE_MAX or self.contended:
             return False  # not noise: judge the window as any other
-        if fell and not check.saved.slow_start and math.exp(-sent * check.fraction) >= FELL_ALPHA:
-            # Lower, but on too few answers for even none to be sure (a small share of a
-            # shared quota sees a few a second): keep the cut, unconfirmed. Undoing it would
-            # put back the very rate that overshot. (With more answers, a fall short of sure
-            # is what chance gives after a window that was high by chance: undo.)
+        if fell and not check.saved.slow_start:
+            # Lower, but by too few answers to be sure (a small share of a shared quota sees
+            # a few a second): keep the cut, unconfirmed. Undoing it would put back the very
+            # rate that overshot.
             return True
         # Cutting did not lower throttling: it was not our rate. Undo.
         saved = check.saved
