@@ -74,7 +74,9 @@ The rules, and why:
   what makes AIMD-style senders converge on equal shares. ``w_max`` never drops below
   ``W_MAX_FLOOR`` of the long-run admitted rate: a window ended early by heavy throttling
   measures little, and ``w_max`` must not follow it down, or the climb has nothing to climb
-  back to.
+  back to. Nor does a cut take the rate below ``BASE_FLOOR`` of it: a share that must fall
+  further falls over the long run's ten seconds, not in a burst of cuts that leaves a
+  process at a few requests a second, where the calls queued behind it fail fast.
 * With no ceiling (quota unknown), the limiter starts at Cognito's smallest default (25/s) and
   doubles each saturated window in which throttling did not rise (slow start).
 
@@ -162,6 +164,8 @@ CONTENTION_MEMORY = 10  # windows after heavy throttling or a confirmed cut, not
 LONG_RUN_SECONDS = 10.0  # the long-run admitted rate averages about this many seconds
 W_MAX_FLOOR = 0.5  # after a cut, w_max stays above half the long-run admitted rate (higher
 # fills a contended quota's climb with stale targets: 0.8 kept four processes 25 % throttled)
+BASE_FLOOR = 0.4  # ...and the rate above 40 % of it: a share that falls further does so over
+# the long run's ten seconds, not in a burst of cuts (0.25 still let one dip)
 INITIAL_UNKNOWN_RATE = 25.0  # unknown quota: start at Cognito's smallest category default
 MIN_RATE = 0.5  # never pace slower than one request every two seconds
 RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito's quotas
@@ -496,7 +500,12 @@ class _AdaptiveRate:
             w_max = max(w_max, W_MAX_FLOOR * self.long_run)
         self.w_max = max(MIN_RATE, w_max)
         admitted = min(admitted_rate, current * max(1.0 - onset, DEEPEST))
-        self.base = max(MIN_RATE, min(current * beta, admitted * CUT_MARGIN, self.w_max))
+        base = min(current * beta, admitted * CUT_MARGIN, self.w_max)
+        if self.long_run is not None:
+            # Nor does the rate: cut after cut on a burst of stale answers took a process of
+            # a fleet to a few requests a second, where its queued calls fail fast.
+            base = max(base, BASE_FLOOR * self.long_run)
+        self.base = max(MIN_RATE, base)
         self.k = ((self.w_max - self.base) / self._pace()) ** (1 / 3)
         self.cut_at = now
         self.probe_cap = self.w_max
