@@ -493,7 +493,9 @@ class _AdaptiveRate:
         process on the quota sees that same fraction, so each cuts by the same share.
         """
         self.slow_start = False
-        w_max = min(current, admitted_rate)
+        # One window never takes more than DEEPEST off: a newcomer's first answers may all
+        # be throttled, and "admitted nothing" is no rate to cut to.
+        w_max = max(min(current, admitted_rate), DEEPEST * current)
         if self.long_run is not None:
             # A short window (one ended early by heavy throttling) measures little: the rate
             # to climb back to never falls far below what was admitted over the long run.
@@ -505,7 +507,7 @@ class _AdaptiveRate:
             # Nor does the rate: cut after cut on a burst of stale answers took a process of
             # a fleet to a few requests a second, where its queued calls fail fast.
             base = max(base, BASE_FLOOR * self.long_run)
-        self.base = max(MIN_RATE, base)
+        self.base = max(MIN_RATE, base, DEEPEST * CUT_MARGIN * current)
         self.k = ((self.w_max - self.base) / self._pace()) ** (1 / 3)
         self.cut_at = now
         self.probe_cap = self.w_max
