@@ -130,8 +130,8 @@ BETA = 0.7  # a cut takes at least 30 % off the rate: the same share for every l
 SLOW_START_GROWTH = 2.0  # unknown quota: double each saturated window throttling did not rise in
 SLOW_START_BETA = 0.35  # leaving slow start on heavy throttling, the last doubling overshot
 CUT_MARGIN = 0.9  # cut to 90 % of what was admitted, below the quota it measured
-DEEPEST = 0.25  # one cut keeps at least a quarter: a few answers overstate a fraction; the next
-# window cuts again if it must
+DEEPEST = 0.25  # one cut keeps at least a quarter: a few answers overstate a fraction, and a
+# newcomer's first window may be all throttles ("admitted nothing"); the next cuts again if it must
 CUBIC_K = 2.0  # seconds to win back a 30 % cut of the whole quota (told, or the largest seen)
 PROBE = 0.3  # above w_max, probe at 30 % of the curve's pace: an overshoot of x/s stays hidden
 # behind the server's one-second burst reserve for quota/x seconds, so slower than the climb;
@@ -165,7 +165,7 @@ LONG_RUN_SECONDS = 10.0  # the long-run admitted rate averages about this many s
 W_MAX_FLOOR = 0.5  # after a cut, w_max stays above half the long-run admitted rate (higher
 # fills a contended quota's climb with stale targets: 0.8 kept four processes 25 % throttled)
 BASE_FLOOR = 0.4  # ...and the rate above 40 % of it: a share that falls further does so over
-# the long run's ten seconds, not in a burst of cuts (0.25 still let one dip)
+# the long run's ten seconds, not in a burst of cuts on stale answers
 INITIAL_UNKNOWN_RATE = 25.0  # unknown quota: start at Cognito's smallest category default
 MIN_RATE = 0.5  # never pace slower than one request every two seconds
 RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito's quotas
