@@ -83,7 +83,7 @@ The rules, and why:
 What is left over: processes that start at once on a quota each believe is theirs alone
 throttle heavily for the first second; with eight of them, or with random throttles on top
 of contention, shares stay uneven for a while; and several processes on a small quota (four
-on 25/s: a few requests a second each) keep throttling about 15 % of requests, because each
+on 25/s: a few requests a second each) keep throttling 15 to 20 % of requests, because each
 needs a throttle or two to see an overshoot, which the server's reserve has long hidden by
 then. The deterministic simulation in ``tests/test_limits.py`` measures all of this (its
 strict xfails are the targets not met).
