@@ -262,6 +262,13 @@ class CognitoClient:
                 for limiter in self._limiters.values():
                     await limiter.detach()
         finally:
+            # The shared limiters stop honouring this client's quota (a lower one is raised back).
+            for category, ceiling in (
+                ("UserUpdate", self.limits.user_update_rps),
+                ("UserRead", self.limits.user_read_rps),
+            ):
+                if category in self._limiters:
+                    self._limiters[category].release_ceiling(ceiling)
             self._closed.set()
 
     async def _quota_group(self) -> str:

@@ -271,7 +271,6 @@ class FleetLimiter(RateLimiter):
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(category, ceiling, adaptive=adaptive, clock=clock)
-        self._ceiling = ceiling
         self._adaptive = adaptive
         self._url = url
         # The group in braces is a Redis Cluster hash tag: a category's keys share one slot,
@@ -336,14 +335,10 @@ class FleetLimiter(RateLimiter):
         with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_BUDGET):
             await redis.aclose()
 
-    def lower_ceiling(self, ceiling: float | None) -> None:
-        """A second client joined with a lower configured quota: honour the lower one."""
-        super().lower_ceiling(ceiling)
-        if ceiling is not None and (self._ceiling is None or ceiling < self._ceiling):
-            self._ceiling = ceiling
-            if self._judge is not None:
-                self._judge.ceiling = ceiling
-                self._judge.base = min(self._judge.base, ceiling)
+    @property
+    def _ceiling(self) -> float | None:
+        """The lowest quota among the open clients (see :meth:`RateLimiter.lower_ceiling`)."""
+        return self._rate.ceiling
 
     # -- pacing ------------------------------------------------------------------------------
 

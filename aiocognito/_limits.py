@@ -23,47 +23,70 @@ The rules, and why:
 * Windows end on whole seconds of the wall clock, which every process on a host (and, give or
   take NTP, on every host) shares. So the processes on a quota judge the same stretch of
   time, see much the same throttling, and cut together. A window needs ``MIN_SAMPLES``
-  answers (``FEW_SAMPLES`` once it has lasted ``LONG_WINDOW`` seconds, for slow senders), and
-  ends early, on the next tenth of a second, once ``HEAVY_THROTTLES`` have come back: the
-  server's own burst reserve hides an overshoot for a while, so react fast once it shows.
+  answers (``FEW_SAMPLES`` once it has lasted ``LONG_WINDOW`` seconds, for slow senders, or
+  while no noise is learned: a small share of a shared quota sends a few requests a second,
+  and judging every few seconds piles up throttles in between). It ends early once the last
+  ``HEAVY_SPAN`` answers are throttled too heavily to be noise: the server's own burst reserve
+  hides an overshoot for a while, so react fast once it shows. That is judged on the last
+  answers, not on the whole window, whose first answers the reserve admitted. After a heavy
+  cut, answers for ``SETTLE`` seconds are not judged: they answer requests sent before it,
+  and on a busy host they arrive in bursts that would cut again and again, to a few
+  requests a second, before the other processes have even noticed.
 * Pacing is dithered: each request waits for a random part of its token. A sender paced on
   an exact beat at the server's refill rate meets every token as it refills, and throttles
   land on the other processes instead of on it; then the throttling each process sees is no
   longer the same, and neither are the cuts.
 * A window's throttling *rose* if the background level (learned, below) would give that many
-  throttles less than once in 500 (``RISE_ALPHA``). It is judged by whether throttling rose,
+  throttles less than once in 100 (``RISE_ALPHA``). It is judged by whether throttling rose,
   never by whether it was zero, so slow start and the climb after a cut work under a steady
   background of random throttles.
 * A rise cuts the rate below what the server admitted (the quota, if the quota throttled us),
   and at least by ``BETA``: a share of the rate, the same for every process, so the largest
-  gives up the most. A throttled fraction over ``NOISE_MAX`` cuts at once (heavy throttling is
-  never noise), and leaving slow start it cuts by ``SLOW_START_BETA``, since the last
-  doubling overshot.
+  gives up the most. What the server admitted is measured over the window, and also as the
+  share of our rate it let through from the window's first throttle on: every process on
+  the quota sees the same refused share, so each cuts by it (to no less than ``DEEPEST`` in
+  one step). That is what brings four processes that each start at the whole quota down to
+  a quarter each within a second, together, rather than the first to notice to a tenth. A
+  throttled fraction over ``NOISE_MAX`` cuts at once (heavy throttling is never noise), and
+  leaving slow start it cuts by ``SLOW_START_BETA``, since the last doubling overshot.
 * The next window checks a cut. If throttling fell at least halfway back to the background,
-  our rate (or the rates we share the quota with) was the cause, and the cut stays. If not,
-  the cut is undone: it looked like noise. Only after ``NOISE_EVIDENCE`` such checks in a row
-  do their windows teach the background level, and never within ``CONTENTION_MEMORY``
-  windows of heavy throttling or of a cut that worked. That is how contention is kept from
-  passing for noise: with several processes, one process's cut barely moves the throttling
-  while the others have not yet cut, and a process that learned that as noise would keep
-  its rate while the others are cut again and again.
+  by more than chance, our rate (or the rates we share the quota with) was the cause, and the
+  cut stays. If it fell, but on too few answers to be sure (a small share of a shared quota
+  sees a few a second), the cut stays unconfirmed: undoing it would put back the very rate
+  that overshot. If it did not fall, the cut is undone: it looked like noise. Only after
+  ``NOISE_EVIDENCE`` such checks in a row do their windows teach the background level, and
+  never within ``CONTENTION_MEMORY`` windows of heavy throttling or of a cut that worked.
+  That is how contention is kept from passing for noise: with several processes, one
+  process's cut barely moves the throttling while the others have not yet cut, and a
+  process that learned that as noise would keep its rate while the others are cut again
+  and again.
 * The background level is the pooled throttled fraction of the windows that taught it (the
   last ``NOISE_WINDOWS``); windows calmer than it let it fade as noise subsides.
 * After a cut the rate climbs back along a CUBIC curve to ``w_max``, then probes above it (at
   ``PROBE`` of the curve's pace), never more than ``PROBE_STEP`` a judged window above what
-  the last window saw (a slow sender's window takes seconds), and never above the configured
-  ceiling. The curve's pace is absolute, set by the quota's size (the ceiling, or the
-  largest long-run rate seen), not by this process's share: a big sender takes longer to win
-  back its cut than a small one, which is what makes AIMD-style senders converge on equal
-  shares. ``w_max`` never drops below ``W_MAX_FLOOR`` of the long-run admitted rate: a
-  window ended early by heavy throttling measures little, and ``w_max`` must not follow it
-  down, or the climb has nothing to climb back to.
+  the last window saw (a slow sender's window takes seconds; after ``CAP_GRACE`` windows
+  without a verdict the cap grows on by as much a window), and never above the configured
+  ceiling. The probe is slower than the climb, as an overshoot hides behind the server's
+  reserve; but not much slower, since the last process of a fleet, once the others finish,
+  must win the whole quota back in seconds, not minutes. The curve's pace is absolute, set
+  by the quota's size (the ceiling, or the largest long-run rate seen), not by this
+  process's share: a big sender takes longer to win back its cut than a small one, which is
+  what makes AIMD-style senders converge on equal shares. ``w_max`` never drops below
+  ``W_MAX_FLOOR`` of the long-run admitted rate: a window ended early by heavy throttling
+  measures little, and ``w_max`` must not follow it down, or the climb has nothing to climb
+  back to. Nor does a cut take the rate below ``BASE_FLOOR`` of it: a share that must fall
+  further falls over the long run's ten seconds, not in a burst of cuts that leaves a
+  process at a few requests a second, where the calls queued behind it fail fast.
 * With no ceiling (quota unknown), the limiter starts at Cognito's smallest default (25/s) and
   doubles each saturated window in which throttling did not rise (slow start).
 
 What is left over: processes that start at once on a quota each believe is theirs alone
-throttle heavily for the first second or two, and with eight of them shares stay uneven for
-a while. The deterministic simulation in ``tests/test_limits.py`` measures all of this.
+throttle heavily for the first second; with eight of them, or with random throttles on top
+of contention, shares stay uneven for a while; and several processes on a small quota (four
+on 25/s: a few requests a second each) keep throttling 15 to 20 % of requests, because each
+needs a throttle or two to see an overshoot, which the server's reserve has long hidden by
+then. The deterministic simulation in ``tests/test_limits.py`` measures all of this (its
+strict xfails are the targets not met).
 
 Deadlines. A call is let through only if its expected start plus a high percentile
 (``RTT_QUANTILE``) of recently observed round trips fits before its deadline: otherwise it fails
@@ -74,7 +97,8 @@ aligned on the wall clock through an offset taken once.
 
 Limiters are shared: every client on the same event loop whose region and endpoint (or
 ``Limits.quota_group``) match draws from the same limiter per category, because the quota is
-account-wide.
+account-wide. The lowest quota any of the open clients was told binds; when that client
+closes, the next lowest does.
 """
 
 from __future__ import annotations
@@ -110,26 +134,42 @@ BETA = 0.7  # a cut takes at least 30 % off the rate: the same share for every l
 SLOW_START_GROWTH = 2.0  # unknown quota: double each saturated window throttling did not rise in
 SLOW_START_BETA = 0.35  # leaving slow start on heavy throttling, the last doubling overshot
 CUT_MARGIN = 0.9  # cut to 90 % of what was admitted, below the quota it measured
+DEEPEST = 0.25  # one cut keeps at least a quarter: a few answers overstate a fraction, and a
+# newcomer's first window may be all throttles ("admitted nothing"); the next cuts again if it must
 CUBIC_K = 2.0  # seconds to win back a 30 % cut of the whole quota (told, or the largest seen)
-PROBE = 0.03  # above w_max, probe at 3 % of the curve's pace: an overshoot of x/s stays
-# hidden behind the server's one-second burst reserve for quota/x seconds, so go slowly
-PROBE_STEP = 1.05  # ...and at most 5 % above the last judged window: slow senders judge slowly
+PROBE = 0.3  # above w_max, probe at 30 % of the curve's pace: an overshoot of x/s stays hidden
+# behind the server's one-second burst reserve for quota/x seconds, so slower than the climb;
+# but the last process of a fleet left alone must win the whole quota back in seconds (3 %
+# took 40 s from a quarter of it)
+PROBE_STEP = 1.5  # ...and at most 50 % above the last judged window: slow senders judge slowly
+CAP_GRACE = 2.0  # ...though after this many windows without a verdict, 50 % more a window: a
+# sender cut to a few requests a second must not take minutes to climb (windows of 5 s)
 WINDOW = 1.0  # seconds of answers judged together
 MIN_SAMPLES = 40  # a window with fewer answers is not judged yet: fewer cannot tell 5 % from 15 %
-FEW_SAMPLES = 10  # ...unless it has lasted LONG_WINDOW seconds: then this many will do, or a
-LONG_WINDOW = 3.0  # slow sender would wait many seconds between verdicts
-HEAVY_THROTTLES = 8  # this many throttles, over NOISE_MAX of the answers, end a window early
+FEW_SAMPLES = 5  # ...unless it has lasted LONG_WINDOW seconds, or no noise is learned (below
+LONG_WINDOW = 1.5  # QUIET): then this many will do, or a small share of a shared quota (a few
+# requests/s) would judge every few seconds, and pile up throttles in between
+QUIET = 0.02  # a background level below this is no noise to tell apart from a rise
+HEAVY_SPAN = 10  # heavy throttling is judged on the last this many answers, not the window:
+HEAVY_THROTTLES = 7  # ...at least this many throttles among them, and so many that a throttled
+HEAVY_ALPHA = 0.02  # fraction of NOISE_MAX would give them this rarely, end a window early
 HEAVY_AFTER = 0.1  # ...once a tenth of it has passed (a slow sender sees few in all)
+SETTLE = 0.3  # after a heavy cut, answers to requests sent before it are not judged for this
+# long: they tell of the old rate, and on a busy host arrive in bursts that cut again and
+# again, to a few requests a second, before the other processes have even noticed
 NOISE_MAX = 0.3  # a throttled fraction above this is never noise (tested to 15 % noise)
 NOISE_WINDOWS = 20  # the background level pools this many windows that taught it
-NOISE_FLOOR = 0.01  # assume at least 1 % background throttles: one stray throttle is no rise
-RISE_ALPHA = 0.002  # throttling "rose" if the background would give this many this rarely
+NOISE_FLOOR = 0.003  # assume at least 0.3 % background throttles: at 150 requests/s one
+# stray throttle is no rise, while at a few requests/s two are (1 %: three, too late to share)
+RISE_ALPHA = 0.01  # throttling "rose" if the background would give this many this rarely
 FELL_ALPHA = 0.05  # ...and a cut is kept if its window's throttles are this rare at the old level
 NOISE_EVIDENCE = 2  # cuts in a row must fail to lower throttling before it counts as noise
 CONTENTION_MEMORY = 10  # windows after heavy throttling or a confirmed cut, nothing is noise
 LONG_RUN_SECONDS = 10.0  # the long-run admitted rate averages about this many seconds
 W_MAX_FLOOR = 0.5  # after a cut, w_max stays above half the long-run admitted rate (higher
 # fills a contended quota's climb with stale targets: 0.8 kept four processes 25 % throttled)
+BASE_FLOOR = 0.4  # ...and the rate above 40 % of it: a share that falls further does so over
+# the long run's ten seconds, not in a burst of cuts on stale answers
 INITIAL_UNKNOWN_RATE = 25.0  # unknown quota: start at Cognito's smallest category default
 MIN_RATE = 0.5  # never pace slower than one request every two seconds
 RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito's quotas
@@ -224,6 +264,16 @@ def _poisson_cdf(k: int, mean: float) -> float:
     return total
 
 
+def _binomial_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p)."""
+    term = (1.0 - p) ** n  # P(X = 0)
+    below = 0.0
+    for i in range(k):
+        below += term
+        term *= (n - i) / (i + 1) * p / (1.0 - p)
+    return max(0.0, 1.0 - below)
+
+
 def _rare(throttles: int, sent: int, level: float) -> bool:
     """Whether ``throttles`` of ``sent`` answers is too many for a background ``level``.
 
@@ -271,6 +321,10 @@ class _AdaptiveRate:
         self.window_end = self._boundary(now)
         self.window_sent = 0
         self.window_throttled = 0
+        self.window_onset = 0  # answers since the window's first throttle, that one included
+        self.settle_until = now  # answers before this are not judged
+        self.last_answers: deque[bool] = deque(maxlen=HEAVY_SPAN)  # True: throttled
+        self.last_throttled = 0
         #: Told (reason, old rate, new rate, throttled fraction) when a decision moves the rate.
         self.on_change: Callable[[str, float, float, float], None] | None = None
         self.undone = False  # the last check after a cut undid it
@@ -296,7 +350,11 @@ class _AdaptiveRate:
             t = now - self.cut_at - self.k
             c = self._pace() * (1.0 if t < 0 else PROBE)
             value = self.w_max + c * t**3
-            value = max(self.base, min(value, self.probe_cap))
+            # The cap grows on by PROBE_STEP a window while none is judged (after CAP_GRACE of
+            # them): a sender cut to a few requests a second judges a window in seconds.
+            waited = (now - self.window_start) / WINDOW - CAP_GRACE
+            cap = self.probe_cap * PROBE_STEP ** max(0.0, waited)
+            value = max(self.base, min(value, cap))
         if self.ceiling is not None:
             value = min(value, self.ceiling)
         return max(value, MIN_RATE)
@@ -318,25 +376,44 @@ class _AdaptiveRate:
         """Count one answer; at the end of a window, judge it."""
         if not self.adaptive:
             return
+        if now < self.settle_until:
+            return  # an answer to a request sent before the last heavy cut: old news
+        if self.window_start < self.settle_until:
+            self.window_start = self.settle_until  # settled: a fresh window starts
+            self.window_end = self._boundary(now)
         self.window_sent += 1
         self.window_throttled += throttled
+        if throttled or self.window_onset:
+            self.window_onset += 1  # answers since the window's first throttle
+        if len(self.last_answers) == HEAVY_SPAN:
+            self.last_throttled -= self.last_answers[0]
+        self.last_answers.append(throttled)
+        self.last_throttled += throttled
         elapsed = now - self.window_start
-        # Throttling too heavy to be noise ends a window early: waiting costs.
+        # Throttling too heavy to be noise ends a window early: waiting costs. It is judged on
+        # the last few answers, not on the whole window, whose first answers the server's
+        # burst reserve admitted: they would hide the onset.
         heavy = (
-            self.window_throttled >= HEAVY_THROTTLES
-            and self.window_throttled > NOISE_MAX * self.window_sent
+            self.last_throttled >= HEAVY_THROTTLES
             and elapsed >= WINDOW * HEAVY_AFTER
+            and _binomial_tail(self.last_throttled, len(self.last_answers), NOISE_MAX) < HEAVY_ALPHA
         )
         if now < self.window_end and not heavy:
             return
         # Slow start doubles each window: there, whole seconds matter more than sharp verdicts.
-        long_enough = elapsed >= LONG_WINDOW or self.slow_start
+        long_enough = elapsed >= LONG_WINDOW or self.slow_start or self.tolerance < QUIET
         enough = FEW_SAMPLES if long_enough else MIN_SAMPLES
-        if self.window_sent < enough:
+        if self.window_sent < enough and not heavy:
             self.window_end = self._boundary(now)
             return
         sent, thr = self.window_sent, self.window_throttled
+        # The throttled fraction from the window's first throttle on (that one left out, as
+        # it picked the start): how much of our rate the server refuses once it refuses any.
+        onset = (thr - 1) / (self.window_onset - 1) if self.window_onset > 1 else 0.0
         self.window_start, self.window_sent, self.window_throttled = now, 0, 0
+        self.window_onset = 0
+        self.last_answers.clear()
+        self.last_throttled = 0
         self.window_end = self._boundary(now)
         admitted_rate = (sent - thr) / elapsed
         weight = 1.0 - math.exp(-elapsed / LONG_RUN_SECONDS)
@@ -346,15 +423,23 @@ class _AdaptiveRate:
             self.long_run += weight * (admitted_rate - self.long_run)
         self.scale = self.long_run if self.scale is None else max(self.scale, self.long_run)
         self.contended = max(0, self.contended - 1)
-        self._judge(now, thr, sent, elapsed)
+        self._judge(now, thr, sent, elapsed, heavy=heavy, onset=onset)
 
-    def _judge(self, now: float, thr: int, sent: int, elapsed: float) -> None:
-        """Decide on a finished window: check the last cut, cut, undo or grow."""
+    def _judge(
+        self, now: float, thr: int, sent: int, elapsed: float, *, heavy: bool, onset: float
+    ) -> None:
+        """Decide on a finished window: check the last cut, cut, undo or grow.
+
+        ``heavy``: the window ended early, its last answers throttled too heavily for noise.
+        ``onset``: the throttled fraction from the window's first throttle on.
+        """
         fraction = thr / sent
         admitted_rate = (sent - thr) / elapsed
         current = self.rate(now)
         level = self.tolerance
-        if self.pending_check is not None:
+        if heavy:
+            self.pending_check = None  # still (or newly) heavy: no verdict on the last cut
+        elif self.pending_check is not None:
             check, self.pending_check = self.pending_check, None
             self.undone = False
             if self._checked(check, thr, sent, level):
@@ -362,11 +447,13 @@ class _AdaptiveRate:
                     self._changed("undo", current, now, fraction)
                 return
             # Still heavily throttled: the cut was not deep enough; cut again below.
-        if fraction > NOISE_MAX:
+        if heavy or fraction > NOISE_MAX:
             self.cuts += 1  # heavy throttling is never noise
             self.contended = CONTENTION_MEMORY
             reason = "slow_start_end" if self.slow_start else "cut"
-            self._cut(now, current, admitted_rate, SLOW_START_BETA if self.slow_start else BETA)
+            beta = SLOW_START_BETA if self.slow_start else BETA
+            self._cut(now, current, admitted_rate, beta, max(fraction, onset))
+            self.settle_until = now + SETTLE
             self._changed(reason, current, now, fraction)
             return
         if _rare(thr, sent, level):
@@ -376,7 +463,7 @@ class _AdaptiveRate:
             saved = _Saved(self.w_max, self.base, self.cut_at, self.k, self.slow_start)
             self.pending_check = _Check(fraction, sent, saved)
             reason = "slow_start_end" if self.slow_start else "cut"
-            self._cut(now, current, admitted_rate, BETA)
+            self._cut(now, current, admitted_rate, BETA, onset)
             self._changed(reason, current, now, fraction)
             return
         if fraction <= level and not self.contended:
@@ -403,6 +490,11 @@ class _AdaptiveRate:
             return True
         if fraction > NOISE_MAX or self.contended:
             return False  # not noise: judge the window as any other
+        if fell and not check.saved.slow_start:
+            # Lower, but by too few answers to be sure (a small share of a shared quota sees
+            # a few a second): keep the cut, unconfirmed. Undoing it would put back the very
+            # rate that overshot.
+            return True
         # Cutting did not lower throttling: it was not our rate. Undo.
         saved = check.saved
         self.w_max, self.base, self.cut_at = saved.w_max, saved.base, saved.cut_at
@@ -417,16 +509,31 @@ class _AdaptiveRate:
             self.recent.append((thr, sent))
         return True
 
-    def _cut(self, now: float, current: float, admitted_rate: float, beta: float) -> None:
-        """Cut below what the server admitted (the quota, if the quota throttled us)."""
+    def _cut(
+        self, now: float, current: float, admitted_rate: float, beta: float, onset: float
+    ) -> None:
+        """Cut below what the server admitted (the quota, if the quota throttled us).
+
+        What it admitted is measured two ways: over the window, and as the share of our rate
+        it let through once it began to refuse (``onset``, the fraction refused since). Every
+        process on the quota sees that same fraction, so each cuts by the same share.
+        """
         self.slow_start = False
-        w_max = min(current, admitted_rate)
+        # One window never takes more than DEEPEST off: a newcomer's first answers may all
+        # be throttled, and "admitted nothing" is no rate to cut to.
+        w_max = max(min(current, admitted_rate), DEEPEST * current)
         if self.long_run is not None:
             # A short window (one ended early by heavy throttling) measures little: the rate
             # to climb back to never falls far below what was admitted over the long run.
             w_max = max(w_max, W_MAX_FLOOR * self.long_run)
         self.w_max = max(MIN_RATE, w_max)
-        self.base = max(MIN_RATE, min(current * beta, admitted_rate * CUT_MARGIN, self.w_max))
+        admitted = min(admitted_rate, current * max(1.0 - onset, DEEPEST))
+        base = min(current * beta, admitted * CUT_MARGIN, self.w_max)
+        if self.long_run is not None:
+            # Nor does the rate: cut after cut on a burst of stale answers took a process of
+            # a fleet to a few requests a second, where its queued calls fail fast.
+            base = max(base, BASE_FLOOR * self.long_run)
+        self.base = max(MIN_RATE, base, DEEPEST * CUT_MARGIN * current)
         self.k = ((self.w_max - self.base) / self._pace()) ** (1 / 3)
         self.cut_at = now
         self.probe_cap = self.w_max
@@ -521,6 +628,7 @@ class RateLimiter:
         self._clock = clock
         now = clock()
         self._unlimited = ceiling is None and not adaptive
+        self._ceilings: list[float | None] = [ceiling]  # one per client that joined
         # Windows are judged on whole seconds of the wall clock, which other processes share.
         self._rate = _AdaptiveRate(
             ceiling, adaptive=adaptive, now=now, wall_offset=time.time() - now
@@ -552,11 +660,42 @@ class RateLimiter:
         """A client using this limiter closed."""
 
     def lower_ceiling(self, ceiling: float | None) -> None:
-        """A second client joined with a lower configured quota: honour the lower one."""
-        current = self._rate.ceiling
-        if ceiling is not None and (current is None or ceiling < current):
-            self._rate.ceiling = ceiling
-            self._rate.base = min(self._rate.base, ceiling)
+        """Another client joined with its configured quota: honour the lowest of them.
+
+        Each call counts one client until :meth:`release_ceiling` is called for it.
+        """
+        self._ceilings.append(ceiling)
+        self._apply_ceiling()
+
+    def release_ceiling(self, ceiling: float | None) -> None:
+        """A client that joined with ``ceiling`` left: the lowest of the others binds now,
+        so a quota lowered for that client is raised back."""
+        if ceiling in self._ceilings and len(self._ceilings) > 1:
+            self._ceilings.remove(ceiling)
+        elif ceiling in self._ceilings:
+            self._ceilings.clear()  # the last one left: the next to join sets the quota
+            return
+        self._apply_ceiling()
+
+    def _apply_ceiling(self) -> None:
+        known = [c for c in self._ceilings if c is not None]
+        ceiling = min(known) if known else None
+        state = self._rate
+        old = state.ceiling
+        if ceiling == old:
+            return
+        state.ceiling = ceiling
+        if old is not None and (ceiling is None or ceiling > old):
+            # Raised back: a rate held at the old ceiling (never cut since) follows it up; a
+            # climb after a cut goes on to the new one. Unknown again: find it from here.
+            if state.cut_at is None and state.base >= old:
+                state.base = ceiling if ceiling is not None else old
+            if ceiling is None:
+                state.slow_start = state.adaptive
+                self._unlimited = not state.adaptive
+            self._wake_head()
+        elif ceiling is not None:  # lowered
+            state.base = min(state.base, ceiling)
             self._unlimited = False
 
     # -- pacing ------------------------------------------------------------------------------

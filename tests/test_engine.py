@@ -444,6 +444,9 @@ async def test_clients_on_one_loop_share_quota_buckets() -> None:
         assert one._limiters["UserUpdate"] is not three._limiters["UserUpdate"]
         assert one.statistics().categories["UserUpdate"].ceiling == 20  # the lower one wins
         assert three.statistics().categories["UserUpdate"].ceiling == 25
+        await two.aclose()  # the client with the lower quota leaves: it is raised back
+        assert one.statistics().categories["UserUpdate"].ceiling == 25
+        assert one.statistics().categories["UserUpdate"].rate == 25
 
 
 def test_statistics_are_read_outside_the_event_loop() -> None:

@@ -55,6 +55,38 @@ class Client:
     retries: list[tuple[float, int]] = attrs.field(factory=list)  # (due, attempt) heap
     failed: int = 0
     longest_streak: int = 0
+    work: int | None = None  # updates left to start; None: always more
+    first_sent: float | None = None
+    last_answer: float = 0.0  # when the last call (admitted or given up on) ended
+
+    def wall(self) -> float:
+        """From this client's first request to its last answer, as the benchmark times it."""
+        return self.last_answer - (self.first_sent or 0.0)
+
+    def answered(self, now: float, throttled: bool, attempt: int, rng: random.Random) -> None:
+        """An answer came back: tell the limiter; a throttled call is retried, or fails."""
+        self.rate_state.record(now + self.offset, throttled=throttled)
+        if not throttled or attempt >= MAX_ATTEMPTS:
+            self.last_answer = now
+        if throttled:
+            self.longest_streak = max(self.longest_streak, attempt)
+            if attempt >= MAX_ATTEMPTS:
+                self.failed += 1
+            else:
+                backoff = rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
+                heapq.heappush(self.retries, (now + backoff, attempt + 1))
+
+    def next_attempt(self, now: float) -> int | None:
+        """The attempt to send at ``now``: a retry that fell due first, then new work."""
+        if self.retries and self.retries[0][0] <= now:
+            return heapq.heappop(self.retries)[1]
+        if self.work is not None:
+            if self.work == 0:
+                return None
+            self.work -= 1
+        if self.first_sent is None:
+            self.first_sent = now
+        return 1
 
 
 @attrs.define
@@ -94,6 +126,16 @@ class Trace:
 
     def min_rate(self, start: int, end: int) -> float:
         return min(min(c.rate[start:end]) for c in self.clients)
+
+    @property
+    def wall(self) -> float:
+        """The longest of the clients' own wall times (the benchmark's aggregate wall)."""
+        return max(c.wall() for c in self.clients)
+
+    def wall_fairness(self, work: int) -> float:
+        """Jain's index of the clients' own rates, ``work`` updates over their wall times."""
+        x = [work / c.wall() for c in self.clients]
+        return sum(x) ** 2 / (len(x) * sum(v * v for v in x))
 
 
 def _population(
@@ -136,6 +178,7 @@ def simulate(
     clients: int = 1,
     rtts: Sequence[float] | None = None,
     stagger: float = 0.0,
+    work: int | None = None,
 ) -> Trace:
     """Run ``clients`` limiters against one server bucket for ``seconds`` of virtual time.
 
@@ -147,6 +190,8 @@ def simulate(
         clients: Limiters sharing the server's bucket.
         rtts: Each client's round-trip time; by default spread from 15 to 45 ms.
         stagger: The seconds between one client's start and the next's.
+        work: Each client's updates, as in the benchmark's workers scenarios; by default
+            every client always has more. A client with no work left sends only its retries.
     """
     rng = random.Random(seed)
     now = 0.0
@@ -154,6 +199,8 @@ def simulate(
     if rtts is None:
         rtts = [RTT] if clients == 1 else [0.015 + 0.03 * i / (clients - 1) for i in range(clients)]
     population = _population(seconds, ceiling, seed, rtts, stagger)
+    for client in population:
+        client.work = work
     jitter = random.Random(seed + 1)
     # Requests on their way, (when, order, client, attempt, second sent), and answers on
     # theirs, (when, client, throttled, attempt). Each way takes half the client's round
@@ -178,15 +225,7 @@ def simulate(
             heapq.heappush(answers, (back, i, throttled, attempt))
         while answers and answers[0][0] <= now:
             _, i, throttled, attempt = heapq.heappop(answers)
-            client = population[i]
-            client.rate_state.record(now + client.offset, throttled=throttled)
-            if throttled:
-                client.longest_streak = max(client.longest_streak, attempt)
-                if attempt >= MAX_ATTEMPTS:
-                    client.failed += 1
-                else:
-                    backoff = rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1)))
-                    heapq.heappush(client.retries, (now + backoff, attempt + 1))
+            population[i].answered(now, throttled, attempt, rng)
         for i, client in enumerate(population):
             if now < client.start:
                 continue
@@ -194,19 +233,25 @@ def simulate(
             rate = client.rate_state.rate(local)
             client.bucket.refill(local, rate)
             while client.bucket.ready():
+                next_attempt = client.next_attempt(now)
+                if next_attempt is None:
+                    break  # nothing to send until a retry falls due
                 client.bucket.take()
-                due = client.retries and client.retries[0][0] <= now
-                attempt = heapq.heappop(client.retries)[1] if due else 1
                 client.sent[second] += 1
                 order += 1
                 there = now + client.rtt / 2 * jitter.uniform(0.5, 1.5)
-                heapq.heappush(requests, (there, order, i, attempt, second))
+                heapq.heappush(requests, (there, order, i, next_attempt, second))
             client.rate[second] = rate
+    if work is not None:
+        for client in population:
+            if sum(client.admitted) + client.failed < work:
+                client.last_answer = seconds  # not finished: as the benchmark's time limit
     return Trace(population)
 
 
-# Cases the limiter does not meet yet (issue 12): it takes contention for noise, and an unknown
-# quota under random throttles is found on some seeds only. Strict, so that a fix shows here.
+# Cases the limiter does not meet yet (issue 12): eight limiters, or random throttles on top
+# of contention, still leave shares uneven; several limiters on a small quota throttle too
+# much. Strict, so that a fix shows here.
 GAP = pytest.mark.xfail(strict=True, reason="issue 12: not met by the current limiter")
 
 
@@ -290,9 +335,7 @@ def _judge_contention(trace: Trace, quota: float, noise: float, seconds: int) ->
 ALL = [(n, noise) for noise in (0.0, 0.10) for n in (1, 2, 4, 8)]
 
 
-@pytest.mark.parametrize(
-    ("n", "noise"), _gaps(ALL, {(4, 0.0), (8, 0.0), (2, 0.1), (4, 0.1), (8, 0.1)})
-)
+@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(8, 0.0), (2, 0.1), (4, 0.1), (8, 0.1)}))
 def test_limiters_told_the_whole_quota_converge_on_fair_shares(n: int, noise: float) -> None:
     # Every process is told the account's whole quota (what a web app's workers are told).
     trace = simulate(
@@ -301,7 +344,7 @@ def test_limiters_told_the_whole_quota_converge_on_fair_shares(n: int, noise: fl
     _judge_contention(trace, 150, noise, 40)
 
 
-@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(4, 0.0), (8, 0.0), (2, 0.1), (8, 0.1)}))
+@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(8, 0.0), (2, 0.1), (8, 0.1)}))
 def test_limiters_told_nothing_converge_on_fair_shares(n: int, noise: float) -> None:
     trace = simulate(
         40, ceiling=None, quota=lambda _t: 150, noise=noise, clients=n, stagger=0.37, seed=n
@@ -318,7 +361,6 @@ def test_limiters_on_the_default_quota_share_it(n: int) -> None:
     assert trace.failed == 0
 
 
-@GAP
 def test_a_late_arrival_gets_its_share() -> None:
     # Three processes run at the quota; a fourth starts 15 s later and must win its share.
     trace = simulate(50, ceiling=150, quota=lambda _t: 150, clients=4, stagger=0.0, seed=4)
@@ -326,6 +368,65 @@ def test_a_late_arrival_gets_its_share() -> None:
     assert trace.fairness(30, 50) >= 0.95
     assert late.fairness(35, 50) >= 0.9
     assert late.failed == 0
+
+
+# The benchmark's workers scenarios: every process has its share of the updates, and the
+# aggregate wall time is the longest of the processes' own. Start-up is staggered, as
+# interpreters on a busy machine start.
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
+def test_four_workers_told_the_whole_quota_finish_together(seed: int) -> None:
+    # The issue's bar, in every run: 0 failed, wall <= 1.5 x ideal, Jain's index >= 0.9.
+    work, quota = 750, 150.0
+    trace = simulate(
+        60, ceiling=quota, quota=lambda _t: quota, clients=4, stagger=0.37, seed=seed, work=work
+    )
+    assert trace.failed == 0
+    assert trace.wall <= 1.5 * (4 * work / quota)
+    assert trace.wall_fairness(work) >= 0.9
+
+
+@pytest.mark.parametrize("seed", _gaps([(1,), (2,), (3,)], {(1,), (2,), (3,)}))
+def test_four_workers_on_the_default_quota_finish_without_much_throttling(seed: int) -> None:
+    # `uvicorn --workers 4` out of the box on a 25/s quota: wall <= 1.3 x ideal, and at most
+    # 8 % of requests throttled (the start, when each believes the quota is its own, counts).
+    work, quota = 250, 25.0
+    trace = simulate(
+        100, ceiling=quota, quota=lambda _t: quota, clients=4, stagger=0.37, seed=seed, work=work
+    )
+    assert trace.failed == 0
+    assert trace.wall <= 1.3 * (4 * work / quota)
+    assert trace.throttled_share(0, 100) <= 0.08
+
+
+# ------------------------------------------------------------------------------------------
+# Clients sharing one limiter
+
+
+def test_a_ceiling_lowered_for_one_client_is_raised_back_when_it_leaves() -> None:
+    clock = ManualClock()
+    limiter = RateLimiter("UserUpdate", 25.0, clock=clock)  # the first client: 25/s
+    limiter.lower_ceiling(None)  # a client that was not told a quota binds nothing
+    limiter.lower_ceiling(10.0)  # a client told 10/s: the lowest binds
+    assert limiter.rate() == 10.0
+    limiter.lower_ceiling(20.0)
+    assert limiter.rate() == 10.0
+    limiter.release_ceiling(10.0)  # it left: the lowest of those left binds
+    assert limiter.rate() == 20.0
+    assert limiter.statistics().ceiling == 20.0
+    limiter.release_ceiling(20.0)
+    limiter.release_ceiling(None)
+    assert limiter.rate() == 25.0
+
+
+def test_a_fixed_rate_set_by_one_client_is_lifted_when_it_leaves() -> None:
+    limiter = RateLimiter("UserUpdate", None, adaptive=False, clock=ManualClock())
+    assert limiter.rate() is None  # unlimited
+    limiter.lower_ceiling(5.0)
+    assert limiter.rate() == 5.0
+    limiter.release_ceiling(5.0)
+    assert limiter.rate() is None
 
 
 # ------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import aiocognito
 from aiocognito import _log
 from aiocognito._client import client_over
-from aiocognito._limits import HEAVY_THROTTLES, MIN_SAMPLES, RateLimiter
+from aiocognito._limits import HEAVY_SPAN, HEAVY_THROTTLES, RateLimiter
 from tests.fake_helpers import ManualClock
 from tests.fakes import FakeTransport
 from tests.test_engine import FAST_RETRY, UNLIMITED, jwt
@@ -232,12 +232,13 @@ async def test_no_secret_in_any_record_at_any_level(caplog: pytest.LogCaptureFix
         with anyio.fail_after(10):
             with pytest.raises(aiocognito.CodeMismatchError):
                 await cognito.verify_user_attribute(TOKEN, "email", CODE)
-            # A window of MIN_SAMPLES answers (the code mismatch and these throttles), all but
-            # one throttled, is too heavy to be noise: it ends early in a cut, at INFO.
+            # The last HEAVY_SPAN answers all throttled are too heavy to be noise: the window
+            # ends early in a cut, at INFO.
             with pytest.raises(aiocognito.TooManyRequestsError):
                 await cognito.update_user_attributes(
-                    TOKEN, VALUES, client_metadata=METADATA, retry=attempts(MIN_SAMPLES - 1)
+                    TOKEN, VALUES, client_metadata=METADATA, retry=attempts(HEAVY_SPAN)
                 )
+            clock.advance(1.0)  # the cut rate's next token
             with pytest.raises(aiocognito.TooManyRequestsError):
                 await cognito.admin_update_user_attributes(
                     "alice", VALUES, client_metadata=METADATA, retry=attempts(1)
