@@ -73,12 +73,12 @@ from . import _log
 from ._errors import ConfigurationError, QuotaDeadlineError
 from ._limits import (
     BURST_SECONDS,
-    DEADLINE_MARGIN,
     CategoryStatistics,
     Priority,
     RateLimiter,
     ShareLimit,
     _AdaptiveRate,
+    _Queues,
     _Waiter,
 )
 
@@ -238,11 +238,6 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def queued(queues: tuple[deque[_Waiter], deque[_Waiter]]) -> int:
-    """Callers waiting in either queue."""
-    return len(queues[0]) + len(queues[1])
-
-
 class FleetLimiter(RateLimiter):
     """Paces one quota category from a bucket in Redis shared by every process.
 
@@ -293,7 +288,7 @@ class FleetLimiter(RateLimiter):
         self._throttles = 0
         self._leased: deque[float] = deque()  # expiry instants of tokens taken ahead
         self._due = -math.inf  # when the bucket will next have a token for us, as last told
-        self._waiting: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
+        self._waiting = _Queues()  # callers waiting for the fleet's bucket
         self._local_scopes: set[anyio.CancelScope] = set()  # callers waiting locally
         self.takes = 0  # round trips to Redis that answered
         self._slow = 0  # round trips in a row over REDIS_BUDGET
@@ -348,17 +343,6 @@ class FleetLimiter(RateLimiter):
             return self.fleet_rate
         return super().rate()
 
-    def _head_waiter(self) -> _Waiter | None:
-        for queue in self._waiting:
-            if queue:
-                return queue[0]
-        return None
-
-    def _wake_next(self) -> None:
-        head = self._head_waiter()
-        if head is not None:
-            head.wake.set()
-
     def _lease(self, now: float) -> bool:
         """Use a token taken ahead, if one is still fresh."""
         while self._leased and self._leased[0] < now:
@@ -380,41 +364,33 @@ class FleetLimiter(RateLimiter):
             if await self._acquire_locally(priority, deadline, share):
                 return None
         if deadline is not None:
-            ahead = sum(len(q) for q in self._waiting[: priority + 1])
+            ahead = self._waiting.ahead(priority)
             rate = self.fleet_rate or super().rate() or 1.0
             self._too_late(self._clock() + ahead / rate, deadline, ahead)
         waiter = _Waiter(priority, share)
-        queue = self._waiting[priority]
-        queue.append(waiter)
+        self._waiting.join(waiter)
         try:
             while True:
                 if self.mode != SHARED:  # Redis failed meanwhile: go on locally
-                    queue.remove(waiter)
-                    self._wake_next()
+                    self._waiting.leave(waiter)
                     return await self.acquire(priority, deadline=deadline, share=share)
-                waiter.wake = anyio.Event()
-                if self._head_waiter() is not waiter:
-                    await self._wait_turn(waiter, priority, deadline)
+                if self._waiting.head() is not waiter:
+                    await self._wait_behind(self._waiting, waiter, deadline)
                     continue
+                waiter.wake = anyio.Event()
                 wait = await self._turn(priority, deadline, share)
                 if wait is None:
                     continue  # Redis failed: the loop goes on locally
                 if wait == 0.0:
-                    queue.popleft()
-                    self._wake_next()
+                    self._waiting.leave(waiter)
                     return None
                 if wait == SERVE_LOCALLY:  # Redis was slow: this caller goes on locally
-                    queue.remove(waiter)
-                    self._wake_next()
+                    self._waiting.leave(waiter)
                     return await RateLimiter.acquire(self, priority, deadline=deadline, share=share)
                 with anyio.move_on_after(wait):
                     await waiter.wake.wait()
         except BaseException:
-            if waiter in queue:
-                was_head = self._head_waiter() is waiter
-                queue.remove(waiter)
-                if was_head:
-                    self._wake_next()
+            self._waiting.leave(waiter)
             raise
 
     async def _acquire_locally(
@@ -434,18 +410,6 @@ class FleetLimiter(RateLimiter):
                 self._local_scopes.discard(scope)
         return False
 
-    async def _wait_turn(self, waiter: _Waiter, priority: Priority, deadline: float | None) -> None:
-        """Wait behind the head; give up while the call can still fail cleanly."""
-        if deadline is None:
-            await waiter.wake.wait()
-            return
-        give_up = deadline - self.round_trip() - DEADLINE_MARGIN - self._clock()
-        with anyio.move_on_after(max(give_up, 0.0)) as scope:
-            await waiter.wake.wait()
-        if scope.cancelled_caught:
-            ahead = sum(len(q) for q in self._waiting[: priority + 1]) - 1
-            self._too_late(deadline, deadline, ahead)
-
     async def _turn(
         self, priority: Priority, deadline: float | None, share: ShareLimit | None
     ) -> float | None:
@@ -464,9 +428,9 @@ class FleetLimiter(RateLimiter):
                 # an interactive head asks for the interactive callers only, and so waits for
                 # no more tokens than they need.
                 wanted = (
-                    len(self._waiting[0])
+                    len(self._waiting.by_priority[Priority.INTERACTIVE])
                     if priority is Priority.INTERACTIVE
-                    else (queued(self._waiting))
+                    else len(self._waiting)
                 )
                 taken = await self._draw(priority, wanted)
                 if taken is None or taken == SERVE_LOCALLY:
@@ -610,7 +574,7 @@ class FleetLimiter(RateLimiter):
         for _ in range(granted - (0 if late else 1)):
             self._keep(now)
         if late:
-            self._wake_next()
+            self._waiting.wake_head()
         return 0.0
 
     def _start_rate(self) -> float:
@@ -676,7 +640,7 @@ class FleetLimiter(RateLimiter):
         self._keep(self._clock())
         if share is not None and share._bucket is not None:
             share._bucket.tokens += 1.0
-        self._wake_next()
+        self._waiting.wake_head()
 
     def record(self, *, throttled: bool, latency: float | None = None) -> None:
         """Report one answer: to the fleet's counters while shared, locally otherwise."""
@@ -702,7 +666,7 @@ class FleetLimiter(RateLimiter):
         self._log.unreachable(cause)
         if self.fleet_rate is not None:
             self._seed(self.fleet_rate / max(1, self.processes))
-        for queue in self._waiting:
+        for queue in self._waiting.by_priority:
             for waiter in queue:
                 waiter.wake.set()
         if self._redis is not None and self._reconnect is None:
@@ -762,7 +726,7 @@ class FleetLimiter(RateLimiter):
     def statistics(self) -> CategoryStatistics:
         """A snapshot, with the mode and the fleet's rate and processes as last seen."""
         local = super().statistics()
-        queued = local.queued + sum(len(q) for q in self._waiting)
+        queued = local.queued + len(self._waiting)
         return CategoryStatistics(
             category=local.category,
             rate=self.rate(),

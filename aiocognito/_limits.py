@@ -606,6 +606,45 @@ class _Waiter:
         self.wake = anyio.Event()
 
 
+class _Queues:
+    """Callers waiting for quota: FIFO per priority, interactive before bulk."""
+
+    __slots__ = ("by_priority",)
+
+    def __init__(self) -> None:
+        self.by_priority: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
+
+    def __len__(self) -> int:
+        return len(self.by_priority[0]) + len(self.by_priority[1])
+
+    def ahead(self, priority: Priority) -> int:
+        """Callers that go before a new caller of ``priority``."""
+        return sum(len(q) for q in self.by_priority[: priority + 1])
+
+    def head(self) -> _Waiter | None:
+        for queue in self.by_priority:
+            if queue:
+                return queue[0]
+        return None
+
+    def wake_head(self) -> None:
+        head = self.head()
+        if head is not None:
+            head.wake.set()
+
+    def join(self, waiter: _Waiter) -> None:
+        self.by_priority[waiter.priority].append(waiter)
+
+    def leave(self, waiter: _Waiter) -> None:
+        """Take ``waiter`` out (if still in); the next one is woken if it was the head."""
+        queue = self.by_priority[waiter.priority]
+        if waiter in queue:
+            was_head = self.head() is waiter
+            queue.remove(waiter)
+            if was_head:
+                self.wake_head()
+
+
 class RateLimiter:
     """Paces one quota category; see the module docstring.
 
@@ -636,7 +675,7 @@ class RateLimiter:
         self._bucket = _Bucket(
             max(1.0, self._rate.rate(now) * BURST_SECONDS), now, dither=random.Random()
         )
-        self._queues: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
+        self._queues = _Queues()
         self._sent = 0
         self._throttled = 0
         self._round_trips: deque[float] = deque(maxlen=RTT_SAMPLES)
@@ -728,15 +767,10 @@ class RateLimiter:
         return None if self._unlimited else self._rate.rate(self._clock())
 
     def _head(self) -> _Waiter | None:
-        for queue in self._queues:
-            if queue:
-                return queue[0]
-        return None
+        return self._queues.head()
 
     def _wake_head(self) -> None:
-        head = self._head()
-        if head is not None:
-            head.wake.set()
+        self._queues.wake_head()
 
     def _wait_time(self, now: float, share: ShareLimit | None) -> float:
         rate = self._rate.rate(now)
@@ -784,12 +818,11 @@ class RateLimiter:
             return
         if deadline is not None:
             rate = self._rate.rate(now)
-            ahead = sum(len(q) for q in self._queues[: priority + 1])
+            ahead = self._queues.ahead(priority)
             owed = ahead + self._bucket.need - self._bucket.tokens
             self._too_late(now + max(0.0, owed) / rate, deadline, ahead)
         waiter = _Waiter(priority, share)
-        queue = self._queues[priority]
-        queue.append(waiter)
+        self._queues.join(waiter)
         try:
             while True:
                 now = self._clock()
@@ -798,32 +831,30 @@ class RateLimiter:
                     # The rate may have fallen since the estimate: check again at every turn.
                     self._too_late(now + wait, deadline, 0)
                     if wait == 0.0:
-                        queue.popleft()
+                        self._queues.leave(waiter)
                         self._take(share)
-                        self._wake_head()
                         return
                     waiter.wake = anyio.Event()
                     with anyio.move_on_after(wait):
                         await waiter.wake.wait()
                 else:
-                    waiter.wake = anyio.Event()
-                    if deadline is None:
-                        await waiter.wake.wait()
-                        continue
-                    # Give up while the call can still fail cleanly, before its deadline.
-                    give_up = deadline - self.round_trip() - DEADLINE_MARGIN - now
-                    with anyio.move_on_after(max(give_up, 0.0)) as scope:
-                        await waiter.wake.wait()
-                    if scope.cancelled_caught:
-                        ahead = sum(len(q) for q in self._queues[: priority + 1]) - 1
-                        self._too_late(deadline, deadline, ahead)
+                    await self._wait_behind(self._queues, waiter, deadline)
         except BaseException:
-            if waiter in queue:
-                was_head = self._head() is waiter
-                queue.remove(waiter)
-                if was_head:
-                    self._wake_head()
+            self._queues.leave(waiter)
             raise
+
+    async def _wait_behind(self, queues: _Queues, waiter: _Waiter, deadline: float | None) -> None:
+        """Wait until woken, behind the head of ``queues``; with a deadline, give up while the
+        call can still fail cleanly (:class:`QuotaDeadlineError`), before the deadline."""
+        waiter.wake = anyio.Event()
+        if deadline is None:
+            await waiter.wake.wait()
+            return
+        give_up = deadline - self.round_trip() - DEADLINE_MARGIN - self._clock()
+        with anyio.move_on_after(max(give_up, 0.0)) as scope:
+            await waiter.wake.wait()
+        if scope.cancelled_caught:
+            self._too_late(deadline, deadline, queues.ahead(waiter.priority) - 1)
 
     def refund(self, share: ShareLimit | None = None) -> None:
         """Give back the token of a request :meth:`acquire` let through but that was never sent."""
@@ -868,7 +899,7 @@ class RateLimiter:
             adaptive=r.adaptive,
             sent=self._sent,
             throttled=self._throttled,
-            queued=len(self._queues[0]) + len(self._queues[1]),
+            queued=len(self._queues),
             cuts=r.cuts,
             noise_tolerance=round(r.tolerance, 4),
         )

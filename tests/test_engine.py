@@ -346,7 +346,9 @@ async def test_interactive_goes_before_queued_bulk() -> None:
         await wait_until(lambda: limiter.statistics().queued + len(order) == 6)
         served_before = len(order)  # the clock stands still while the web call arrives
         tg.start_soon(take, "web", Priority.INTERACTIVE)
-        await wait_until(lambda: len(limiter._queues[Priority.INTERACTIVE]) == 1 or "web" in order)
+        await wait_until(
+            lambda: len(limiter._queues.by_priority[Priority.INTERACTIVE]) == 1 or "web" in order
+        )
     # The web call skips the queue: it takes the very next token.
     assert order.index("web") == served_before
     assert [n for n in order if n != "web"] == [f"bulk{i}" for i in range(6)]

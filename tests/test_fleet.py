@@ -268,12 +268,14 @@ async def test_redis_killed_falls_back_with_one_warning_then_rejoins(
             limiter._seed(0.5)  # local pacing slow enough that callers queue locally
             for _ in range(6):
                 tg.start_soon(limiter.acquire, Priority.BULK)
-            await wait_until(lambda: len(limiter._queues[Priority.BULK]) >= 4)
+            await wait_until(lambda: len(limiter._queues.by_priority[Priority.BULK]) >= 4)
             redis_server.start()  # the same port, empty: the keys are recreated
             # Callers still waiting locally go back to the fleet's bucket (200/s): none is
             # left paced at 0.5/s beside it (for 8 s more), which together would overdraw
             # the quota.
-            await wait_until(lambda: limiter.mode == SHARED and not limiter._queues[Priority.BULK])
+            await wait_until(
+                lambda: limiter.mode == SHARED and not limiter._queues.by_priority[Priority.BULK]
+            )
         await limiter.acquire()
         assert limiter.statistics().mode == SHARED
         probe = aioredis.Redis.from_url(redis_server.url)
