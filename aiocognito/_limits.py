@@ -175,7 +175,7 @@ MIN_RATE = 0.5  # never pace slower than one request every two seconds
 RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito's quotas
 RTT_QUANTILE = 0.99  # a deadline must fit this percentile of them: the mean hides the tail
 RTT_REFRESH = 20  # recompute the percentile after this many new samples, not on every call
-DEADLINE_MARGIN = 0.005  # the retry loop reads its clock apart from ours: fail first, cleanly
+DEADLINE_MARGIN = 0.005  # the send follows the check by a few steps: fail first, cleanly
 
 
 def loop_time() -> float:
