@@ -199,29 +199,31 @@ class CognitoClient:
             raise RuntimeError("CognitoClient was closed and cannot be reopened; create a new one")
         limits = self.limits
         await self._transport.open()
+        attached: list[RateLimiter] = []
         try:
             group = await self._quota_group()
-            limiters = {
-                category: shared_limiter(
+            for category, ceiling in (
+                ("UserUpdate", limits.user_update_rps),
+                ("UserRead", limits.user_read_rps),
+            ):
+                # From here this client's quota counts on the shared limiter (released below
+                # or at close).
+                self._limiters[category] = shared_limiter(
                     group,
                     category,
                     ceiling,
                     adaptive=limits.adaptive,
                     shared_quota_url=self._shared_quota_url,
                 )
-                for category, ceiling in (
-                    ("UserUpdate", limits.user_update_rps),
-                    ("UserRead", limits.user_read_rps),
-                )
-            }
-            for limiter in limiters.values():
+            for limiter in self._limiters.values():
                 limiter.on_rate_change = _log.rate_changed  # shared limiters: the same hook
+                attached.append(limiter)  # counted from the call on, even if it is cancelled
                 await limiter.attach()
-                self._limiters[limiter.category] = limiter
         except BaseException:
             with anyio.CancelScope(shield=True):
-                for limiter in self._limiters.values():
+                for limiter in attached:
                     await limiter.detach()
+                self._release_ceilings()
                 self._limiters = {}
                 await self._transport.aclose()
             raise
@@ -262,14 +264,17 @@ class CognitoClient:
                 for limiter in self._limiters.values():
                     await limiter.detach()
         finally:
-            # The shared limiters stop honouring this client's quota (a lower one is raised back).
-            for category, ceiling in (
-                ("UserUpdate", self.limits.user_update_rps),
-                ("UserRead", self.limits.user_read_rps),
-            ):
-                if category in self._limiters:
-                    self._limiters[category].release_ceiling(ceiling)
+            self._release_ceilings()
             self._closed.set()
+
+    def _release_ceilings(self) -> None:
+        """The shared limiters stop honouring this client's quota (a lower one is raised back)."""
+        for category, ceiling in (
+            ("UserUpdate", self.limits.user_update_rps),
+            ("UserRead", self.limits.user_read_rps),
+        ):
+            if category in self._limiters:
+                self._limiters[category].release_ceiling(ceiling)
 
     async def _quota_group(self) -> str:
         """Which clients share quota: named, the account's (via STS), or region and endpoint."""

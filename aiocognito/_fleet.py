@@ -56,6 +56,7 @@ processes it last saw. :meth:`FleetLimiter.statistics` says which mode it is in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
 import os
@@ -384,8 +385,12 @@ class FleetLimiter(RateLimiter):
                 if wait == 0.0:
                     self._waiting.leave(waiter)
                     return None
-                if wait == SERVE_LOCALLY:  # Redis was slow: this caller goes on locally
-                    self._waiting.leave(waiter)
+                if wait == SERVE_LOCALLY:  # Redis was slow: this caller goes on locally,
+                    self._waiting.leave(waiter)  # at no more than this process's fair share
+                    if self.fleet_rate is not None:
+                        fair = self.fleet_rate / max(1, self.processes)
+                        if (RateLimiter.rate(self) or math.inf) > fair * 1.01:
+                            self._seed(fair)
                     return await RateLimiter.acquire(self, priority, deadline=deadline, share=share)
                 with anyio.move_on_after(wait):
                     await waiter.wake.wait()
@@ -479,10 +484,11 @@ class FleetLimiter(RateLimiter):
         try:
             await asyncio.wait({call}, timeout=REDIS_BUDGET)
         except BaseException:  # the caller was cancelled: the answer still counts
-            call.add_done_callback(self._late)
+            call.add_done_callback(functools.partial(self._late, used=0))
             raise
         if not call.done():
-            call.add_done_callback(self._late)
+            # The head goes on locally: that is what the first token granted pays for.
+            call.add_done_callback(functools.partial(self._late, used=1))
             self._slow += 1
             if self._slow >= SLOW_STRIKES:
                 self._fall_back(TimeoutError(f"{SLOW_STRIKES} round trips over the budget"))
@@ -520,8 +526,9 @@ class FleetLimiter(RateLimiter):
             CEILING_MEMORY,
         ]
 
-    def _late(self, call: asyncio.Future[Any]) -> None:
-        """An answer that came after its budget: its tokens are kept for the next callers."""
+    def _late(self, call: asyncio.Future[Any], *, used: int) -> None:
+        """An answer that came after its budget: its tokens (but the ``used`` ones, which a
+        caller already went on without) are kept for the next callers."""
         if call.cancelled():
             return
         failure = call.exception()  # retrieved, whatever happens next
@@ -531,12 +538,16 @@ class FleetLimiter(RateLimiter):
             self._fall_back(failure)
             return
         try:
-            self._answered(call.result(), late=True)
+            self._answered(call.result(), used=used, late=True)
         except Exception as exc:  # an answer that is not the script's
             self._fall_back(exc)
 
-    def _answered(self, reply: list[Any], *, late: bool = False) -> float:
-        """Take in the script's answer: 0.0 if granted, else the wait for the next token."""
+    def _answered(self, reply: list[Any], *, used: int = 1, late: bool = False) -> float:
+        """Take in the script's answer: 0.0 if granted, else the wait for the next token.
+
+        ``used`` of the tokens granted are spent (the head's); the rest are kept for the next
+        callers, who are woken if the answer came ``late``.
+        """
         granted, wait, fleet_rate, judges, pulled, pulled_throttles, processes = (
             int(reply[0]),
             float(reply[1]),
@@ -559,19 +570,21 @@ class FleetLimiter(RateLimiter):
                 self._judge = self._new_judge(now, fleet_rate, state)
             own = self._ceiling
             fleet = float(ceiling) if ceiling else None
-            self._judge.ceiling = min((c for c in (own, fleet) if c is not None), default=None)
+            # The fleet's ceiling binds the judge, and is raised back when its process leaves.
+            self._judge.set_ceiling(min((c for c in (own, fleet) if c is not None), default=None))
             if pulled >= 0:
                 self._feed(now, pulled, pulled_throttles)
         else:
             self._judge = None
         # Jitter on when to ask again, up to the time of the tokens asked for: processes told
         # the same instant would otherwise race for each token, and the one nearer Redis
-        # would win nearly all. (Nothing is lost: tokens wait in the bucket, up to its burst.)
-        jitter = random.random() * self._asked / fleet_rate
+        # would win nearly all. (Another process takes what one leaves.) Alone, no jitter:
+        # at a low rate the bucket holds one token and a late draw loses time.
+        jitter = random.random() * self._asked / fleet_rate if processes > 1 else 0.0
         if granted == 0:
             return max(wait, 1e-6) + jitter
         self._due = now + wait + jitter
-        for _ in range(granted - (0 if late else 1)):
+        for _ in range(granted - used):
             self._keep(now)
         if late:
             self._waiting.wake_head()
@@ -597,6 +610,10 @@ class FleetLimiter(RateLimiter):
             saved = {}
         if not isinstance(saved, dict):
             saved = {}
+        if saved.get("held") and judge.ceiling is not None:
+            # The last judge held its rate at a ceiling, never cut: so does this one, at its own
+            # (a lower one in the fleet still binds, through set_ceiling).
+            return judge
         if saved or abs(fleet_rate - judge.rate(now)) > 1e-9:
             # Not a new fleet: carry on from where the fleet is, not from the start.
             judge.slow_start = judge.slow_start and bool(saved.get("slow_start", False))
@@ -615,8 +632,14 @@ class FleetLimiter(RateLimiter):
         """What the next judge needs to carry on: a few numbers, nothing secret."""
         judge = self._judge
         assert judge is not None
+        held = judge.cut_at is None and not judge.slow_start and judge.ceiling is not None
         return json.dumps(
-            {"slow_start": judge.slow_start, "w_max": judge.w_max, "scale": judge.scale},
+            {
+                "slow_start": judge.slow_start,
+                "w_max": judge.w_max,
+                "scale": judge.scale,
+                "held": held,  # at the ceiling, never cut: a new judge starts at its own
+            },
             separators=(",", ":"),
         )
 
@@ -709,7 +732,7 @@ class FleetLimiter(RateLimiter):
                     if self._clock() - started > REDIS_BUDGET:
                         continue  # up, but still too slow to pace by
                     self.mode = SHARED
-                    self._answered(reply, late=True)
+                    self._answered(reply, used=0, late=True)
                 except Exception:
                     self.mode = LOCAL_FALLBACK
                     continue

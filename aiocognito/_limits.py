@@ -339,6 +339,26 @@ class _AdaptiveRate:
         sent = sum(n for _, n in self.recent)
         return sum(t for t, _ in self.recent) / sent if sent else 0.0
 
+    def set_ceiling(self, ceiling: float | None) -> bool:
+        """A new configured quota (the lowest of the clients'); whether it changed.
+
+        Raised back: a rate held at the old ceiling (never cut since) follows it up; a climb
+        after a cut goes on to the new one. Unknown again: find it from here. Lowered: the
+        rate drops to it at once.
+        """
+        old = self.ceiling
+        if ceiling == old:
+            return False
+        self.ceiling = ceiling
+        if old is not None and (ceiling is None or ceiling > old):
+            if self.cut_at is None and self.base >= old:
+                self.base = ceiling if ceiling is not None else old
+            if ceiling is None:
+                self.slow_start = self.adaptive
+        elif ceiling is not None:
+            self.base = min(self.base, ceiling)
+        return True
+
     def rate(self, now: float) -> float:
         if self.cut_at is None:
             value = self.base
@@ -721,20 +741,13 @@ class RateLimiter:
         ceiling = min(known) if known else None
         state = self._rate
         old = state.ceiling
-        if ceiling == old:
+        if not state.set_ceiling(ceiling):
             return
-        state.ceiling = ceiling
         if old is not None and (ceiling is None or ceiling > old):
-            # Raised back: a rate held at the old ceiling (never cut since) follows it up; a
-            # climb after a cut goes on to the new one. Unknown again: find it from here.
-            if state.cut_at is None and state.base >= old:
-                state.base = ceiling if ceiling is not None else old
             if ceiling is None:
-                state.slow_start = state.adaptive
                 self._unlimited = not state.adaptive
             self._wake_head()
         elif ceiling is not None:  # lowered
-            state.base = min(state.base, ceiling)
             self._unlimited = False
 
     # -- pacing ------------------------------------------------------------------------------

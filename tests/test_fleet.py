@@ -7,6 +7,7 @@ or restart.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -667,3 +668,99 @@ def test_a_password_in_the_url_is_masked_wherever_it_is(url: str, secret: str) -
     assert secret not in (_config.redact_url(url) or "")
     with contextlib.suppress(ValueError):
         assert secret not in repr(aiocognito.Limits(shared_quota_url=url))
+
+
+async def test_closing_the_lower_quota_client_raises_the_fleets_rate_back(
+    redis_server: RedisServer,
+) -> None:
+    limiter = fleet(redis_server.url, ceiling=25.0)
+    await limiter.attach()
+    try:
+        limiter.lower_ceiling(10.0)  # a second client, told 10/s, joins
+        for _ in range(3):
+            await limiter.acquire()
+        assert limiter.rate() == 10.0
+        limiter.release_ceiling(10.0)  # ...and closes
+        for _ in range(6):
+            await limiter.acquire()
+        assert limiter.rate() == 25.0
+        assert limiter._judge is not None
+        assert limiter._judge.base == 25.0
+    finally:
+        await limiter.detach()
+
+
+async def test_a_departed_processs_lower_quota_stops_binding_the_fleet(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_fleet, "CEILING_MEMORY", 0.3)
+    monkeypatch.setattr(_fleet, "JUDGE_LEASE", 0.1)
+    a, b = fleet(redis_server.url, ceiling=25.0), fleet(redis_server.url, ceiling=10.0)
+    await a.attach()
+    await b.attach()
+    try:
+        for _ in range(3):
+            await b.acquire()
+            await a.acquire()
+        assert a.rate() == 10.0
+        await b.detach()  # b leaves; its ceiling binds 0.3 s more, then a's own does
+        with anyio.fail_after(5):
+            while a.rate() != 25.0:
+                await a.acquire()
+                await anyio.sleep(0.05)  # real time: the ceiling's memory runs on Redis's clock
+        assert a._judge is not None
+        assert a._judge.base == 25.0
+    finally:
+        await a.detach()
+
+
+async def test_one_process_alone_gets_a_low_quota_whole(redis_server: RedisServer) -> None:
+    limiter = fleet(redis_server.url, ceiling=4.0)  # a bucket of one token
+    await limiter.attach()
+    try:
+        granted = 0
+
+        async def caller() -> None:
+            nonlocal granted
+            while True:
+                await limiter.acquire(Priority.BULK)
+                granted += 1
+
+        with anyio.move_on_after(2.0):
+            async with anyio.create_task_group() as tg:
+                for _ in range(8):
+                    tg.start_soon(caller)
+        assert granted >= 8  # 4/s for 2 s (a jittered draw lost a third of it)
+    finally:
+        await limiter.detach()
+
+
+async def test_a_cancelled_open_leaves_no_quota_and_no_connection_behind() -> None:
+    accepted: list[asyncio.StreamWriter] = []
+
+    def keep(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # never answered, closed at the end
+
+    silent = await asyncio.start_server(keep, "127.0.0.1", 0)
+    url = f"redis://127.0.0.1:{silent.sockets[0].getsockname()[1]}/0"
+    try:
+        low = aiocognito.CognitoClient(
+            region_name="us-east-1",
+            limits=aiocognito.Limits(user_update_rps=5, shared_quota_url=url),
+            aws_access_key_id="k",
+            aws_secret_access_key="s",
+        )
+        with anyio.move_on_after(0.2) as scope:
+            await low.__aenter__()  # cancelled while the fleet limiter PINGs
+        assert scope.cancelled_caught
+        limiter = _limits.shared_limiter("us-east-1|aws", "UserUpdate", 25.0, adaptive=True,
+                                         shared_quota_url=url)  # fmt: skip
+        assert isinstance(limiter, FleetLimiter)
+        assert limiter._ceilings == [25.0]  # the cancelled client's 5/s no longer counts
+        assert limiter._users == 0
+        assert limiter._redis is None
+    finally:
+        for writer in accepted:
+            writer.close()
+        silent.close()
+        await silent.wait_closed()
