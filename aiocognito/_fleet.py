@@ -74,6 +74,7 @@ from . import _log
 from ._errors import ConfigurationError, QuotaDeadlineError
 from ._limits import (
     BURST_SECONDS,
+    MIN_RATE,
     CategoryStatistics,
     Priority,
     RateLimiter,
@@ -267,7 +268,6 @@ class FleetLimiter(RateLimiter):
         clock: Callable[[], float] | None = None,
     ) -> None:
         super().__init__(category, ceiling, adaptive=adaptive, clock=clock)
-        self._adaptive = adaptive
         self._url = url
         # The group in braces is a Redis Cluster hash tag: a category's keys share one slot,
         # as a script's keys must.
@@ -600,10 +600,7 @@ class FleetLimiter(RateLimiter):
 
     def _new_judge(self, now: float, fleet_rate: float, state: str) -> _AdaptiveRate:
         """Judge the fleet from now on, carrying on from the rate and state the last judge left."""
-        judge = _AdaptiveRate(
-            self._ceiling, adaptive=self._adaptive, now=now, wall_offset=time.time() - now
-        )
-        judge.on_change = self._rate_changed
+        judge = self._fresh_rate(now)
         try:
             saved = json.loads(state) if state else {}
         except ValueError:
@@ -670,10 +667,7 @@ class FleetLimiter(RateLimiter):
         if self.mode != SHARED:
             super().record(throttled=throttled, latency=latency)
             return
-        if latency is not None:
-            self._round_trips.append(latency)
-            self._new_round_trips += 1
-        self._throttled += throttled
+        self._note(throttled=throttled, latency=latency)
         self._answers += 1
         self._throttles += throttled
 
@@ -697,16 +691,20 @@ class FleetLimiter(RateLimiter):
 
     def _seed(self, rate: float) -> None:
         """Start the local limiter at ``rate`` (under its ceiling), out of slow start."""
-        now = self._clock()
-        local = _AdaptiveRate(
-            self._ceiling, adaptive=self._adaptive, now=now, wall_offset=time.time() - now
-        )
-        local.on_change = self._rate_changed
+        local = self._fresh_rate(self._clock())
         if self._ceiling is not None:
             rate = min(rate, self._ceiling)
-        local.base = local.w_max = max(rate, 0.5)
+        local.base = local.w_max = max(rate, MIN_RATE)
         local.slow_start = False
         self._rate = local
+
+    def _fresh_rate(self, now: float) -> _AdaptiveRate:
+        """A new adaptive rate with this limiter's ceiling and settings, logging its changes."""
+        fresh = _AdaptiveRate(
+            self._ceiling, adaptive=self._rate.adaptive, now=now, wall_offset=time.time() - now
+        )
+        fresh.on_change = self._rate_changed
+        return fresh
 
     async def _rejoin(self) -> None:
         """Try the bucket with capped, jittered backoff until it answers in time; then share.

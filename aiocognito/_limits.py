@@ -889,11 +889,7 @@ class RateLimiter:
             latency: Seconds from the request's admission to its answer, if known; a high
                 percentile of these is what a deadline must leave room for.
         """
-        if latency is not None:
-            self._round_trips.append(latency)
-            self._new_round_trips += 1
-        if throttled:
-            self._throttled += 1
+        self._note(throttled=throttled, latency=latency)
         if not self._rate.adaptive:
             return  # a fixed rate: nothing to learn
         now = self._clock()
@@ -901,6 +897,14 @@ class RateLimiter:
         self._rate.record(now, throttled=throttled)
         if self._rate.rate(now) > before:
             self._wake_head()  # the rate rose: the sleeping head may go sooner
+
+    def _note(self, *, throttled: bool, latency: float | None) -> None:
+        """Count one answer, and its round trip for the deadline check."""
+        if latency is not None:
+            self._round_trips.append(latency)
+            self._new_round_trips += 1
+        if throttled:
+            self._throttled += 1
 
     def statistics(self) -> CategoryStatistics:
         """A snapshot of this category's state."""

@@ -764,3 +764,30 @@ async def test_a_cancelled_open_leaves_no_quota_and_no_connection_behind() -> No
             writer.close()
         silent.close()
         await silent.wait_closed()
+
+
+async def test_a_caller_cancelled_mid_draw_loses_no_answers(redis_server: RedisServer) -> None:
+    judge, other = fleet(redis_server.url), fleet(redis_server.url)
+    admin = aioredis.Redis.from_url(redis_server.url)
+    await judge.attach()
+    await other.attach()
+    try:
+        await judge.acquire()  # the judge: it pulls the counters, but only when it draws
+        await other.acquire()
+        for _ in range(30):
+            other.record(throttled=True)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(admin.execute_command, "DEBUG", "SLEEP", "0.2")  # Redis stalls
+            await anyio.sleep(0.02)
+            with anyio.move_on_after(0.01):
+                await other.acquire()  # its draw carries the 30 answers; then it is cancelled
+        with anyio.fail_after(5):
+            # The draw still lands once Redis answers: the answers reach the fleet's counters.
+            while await admin.hget(judge.keys[0], "throttled") is None:  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        assert await admin.hget(judge.keys[0], "throttled") == b"30"
+        assert other._throttles == 0  # counted once, not kept to be sent again
+    finally:
+        await other.detach()
+        await judge.detach()
+        await admin.aclose()
