@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/aiocognito demo
 
+# One pytest worker per core, at most 4: most of the suite waits on sockets and processes, and
+# its longest tests (the engine model, SIGKILL-and-resume) run beside the rest.
 test: $(STAMP) lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --numprocesses auto --maxprocesses 4 --dist worksteal
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -30,7 +32,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -m "not moto"
+	$(BIN)/python -m pytest --numprocesses auto --maxprocesses 4 --dist worksteal -m "not moto"
 
 # Benchmarks print Markdown tables; the recorded figures are in benchmarks/README.md and the
 # plots go to benchmarks/results/. They need the bench extra (matplotlib), installed on demand.

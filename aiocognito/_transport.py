@@ -233,6 +233,7 @@ class AiobotocoreTransport:
     async def open(self) -> None:
         """Load the service model in a worker thread, then open both clients."""
         session = aiobotocore.session.AioSession(profile=self._profile_name)
+        _share_loader(session)
         # botocore's own resolution: the argument, then AWS_DEFAULT_REGION, then the profile.
         region = self._region_name or session.get_config_variable("region")
         if not region:
@@ -240,8 +241,9 @@ class AiobotocoreTransport:
                 "no AWS region: pass region_name (--region on the command line), or set "
                 "AWS_DEFAULT_REGION, or a region in the AWS profile"
             )
-        # Parsing the gzipped service model and endpoint rules takes tens of milliseconds of
-        # blocking I/O and CPU; do it off the event loop. The loader caches what it reads.
+        # Parsing the gzipped service model and endpoint rules takes over a hundred milliseconds
+        # of blocking I/O and CPU; do it off the event loop, once per process: the loader
+        # caches what it reads, and every transport's session shares it (_share_loader).
         await anyio.to_thread.run_sync(_warm_loader, session)
         key_id, secret, token = self._credentials
         stack = contextlib.AsyncExitStack()
@@ -359,6 +361,22 @@ def _cache_user_agent(client: Any) -> None:
         return value
 
     creator.to_string = to_string
+
+
+# botocore's data loader, one per data path, shared by every session this module opens. Each
+# new botocore session otherwise parses the service model, endpoints and partitions again
+# (about 120 ms of CPU); its clients only read what the loader returns, as the clients of one
+# session already share it, so sharing it between sessions is as safe.
+_LOADERS: dict[object, Any] = {}
+
+
+def _share_loader(session: aiobotocore.session.AioSession) -> None:
+    data_path = session.get_config_variable("data_path")
+    loader = _LOADERS.get(data_path)
+    if loader is None:
+        _LOADERS[data_path] = session.get_component("data_loader")
+    else:
+        session.register_component("data_loader", loader)
 
 
 def _warm_loader(session: aiobotocore.session.AioSession) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import anyio
+import botocore.loaders
 import pytest
 
 import aiocognito
@@ -230,6 +232,31 @@ async def test_service_model_is_loaded_off_the_event_loop(
         await cognito.get_user(TOKEN)
     assert len(threads) == 1
     assert threads[0] is not threading.main_thread()
+
+
+async def test_the_service_model_is_parsed_once_per_process(
+    stub: StubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    async with client(stub.url) as cognito:
+        await cognito.get_user(TOKEN)
+    loads: list[str] = []
+    original = botocore.loaders.JSONFileLoader.load_file
+
+    def spy(self: botocore.loaders.JSONFileLoader, file_path: str) -> Any:
+        loads.append(file_path)
+        return original(self, file_path)
+
+    monkeypatch.setattr(botocore.loaders.JSONFileLoader, "load_file", spy)
+    async with client(stub.url) as cognito:
+        await cognito.get_user(TOKEN)
+        await cognito.admin_get_user("alice")
+    assert loads == []
+    # Another data path may hold other models: it gets a loader of its own.
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    async with client(stub.url) as cognito:
+        await cognito.get_user(TOKEN)
+    assert any("cognito-idp" in path for path in loads)
+    assert len(stub.received) == 4
 
 
 async def test_retries_reach_the_server_as_separate_requests() -> None:
