@@ -9,7 +9,10 @@ binary.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -17,7 +20,7 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["RedisServer", "redis_server_binary"]
+__all__ = ["DelayingProxy", "RedisServer", "redis_server_binary"]
 
 
 def redis_server_binary() -> str | None:
@@ -87,3 +90,64 @@ class RedisServer:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class DelayingProxy:
+    """A TCP proxy in front of a server that holds back some of its answers.
+
+    Each chunk the server sends is delayed by ``delay`` seconds with probability ``chance``
+    (seeded): a Redis that is slow now and then, for one client, while others are served at
+    once. Start it with ``async with``; ``url`` is the Redis URL through it.
+    """
+
+    def __init__(self, port: int, *, chance: float, delay: float, seed: int = 7) -> None:
+        self.port = port
+        self.chance, self.delay = chance, delay
+        self.delayed = 0
+        self._random = random.Random(seed)
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.listening = 0
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.listening}/0"
+
+    async def __aenter__(self) -> DelayingProxy:
+        self._server = await asyncio.start_server(self._connect, "127.0.0.1", 0)
+        self.listening = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        for task in (
+            asyncio.ensure_future(self._pipe(reader, upstream_writer, delaying=False)),
+            asyncio.ensure_future(self._pipe(upstream_reader, writer, delaying=True)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, delaying: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                if delaying and self._random.random() < self.chance:
+                    self.delayed += 1
+                    await asyncio.sleep(self.delay)
+                writer.write(data)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError, OSError):
+                await writer.wait_closed()

@@ -33,7 +33,7 @@ from aiocognito._fleet import LOCAL_FALLBACK, SHARED, FleetLimiter
 from aiocognito._limits import CategoryStatistics, Priority
 from aiocognito.testing import FakeCognito
 from tests.gates import wait_until
-from tests.redis_server import RedisServer
+from tests.redis_server import DelayingProxy, RedisServer
 
 pytestmark = pytest.mark.redis
 
@@ -79,6 +79,7 @@ async def take(
     start_rate: float = 10.0,
     ceiling: str = "",
     state: str = "",
+    debt: int = 0,
 ) -> Reply:
     script = redis.register_script(_fleet._TAKE)
     raw = await script(
@@ -87,7 +88,7 @@ async def take(
             member, wanted, 1 if bulk else 0, answers, throttled, judge_rate, start_rate,
             ceiling, _limits.BURST_SECONDS, _fleet.RESERVE_SHARE, _fleet.JUDGE_LEASE,
             _fleet.PULL_EVERY, _fleet.KEY_TTL, _fleet.PROCESS_WINDOW, repr(now), state,
-            _fleet.CEILING_MEMORY,
+            _fleet.CEILING_MEMORY, debt,
         ],
     )  # fmt: skip
     return Reply(raw)
@@ -112,6 +113,17 @@ async def test_a_lease_never_exceeds_the_burst(redis: aioredis.Redis) -> None:
     assert (await take(redis, "a", 50.0, wanted=50, start_rate=100.0)).granted == 20
     assert (await take(redis, "a", 50.0, wanted=5, start_rate=100.0)).granted == 0
     assert (await take(redis, "a", 50.03, wanted=5, start_rate=100.0)).granted == 3
+
+
+async def test_a_debt_is_charged_before_anything_is_granted(redis: aioredis.Redis) -> None:
+    # 100/s: a 20-token burst. Five requests went on without a token: 15 are left.
+    assert (await take(redis, "a", 50.0, wanted=50, start_rate=100.0, debt=5)).granted == 15
+    # Once the bucket is empty, a debt pushes the next token back by its share of the rate.
+    charged = await take(redis, "b", 50.0, start_rate=100.0, debt=3)
+    assert charged.granted == 0
+    assert charged.wait == pytest.approx(0.04)
+    # A debt is charged up to the burst only: a full bucket of 20 is emptied, no more.
+    assert (await take(redis, "b", 60.0, start_rate=100.0, debt=500)).wait == pytest.approx(0.01)
 
 
 async def test_bulk_leaves_a_reserve_that_interactive_callers_use(redis: aioredis.Redis) -> None:
@@ -312,6 +324,69 @@ async def test_a_slow_redis_is_left_within_one_request(redis_server: RedisServer
     finally:
         await blocker.aclose()
         await limiter.detach()
+
+
+async def test_a_request_sent_on_while_redis_was_slow_is_charged_if_no_token_paid(
+    redis_server: RedisServer,
+) -> None:
+    limiter = fleet(redis_server.url, ceiling=2.0)  # a token every 0.5 s, a burst of one
+    await limiter.attach()
+    admin = aioredis.Redis.from_url(redis_server.url)
+    try:
+        limiter._answered([0, "0.5", "2.0", 0, -1, 0, 2, "", "0", ""], used=1, late=True)
+        limiter._answered([1, "0", "2.0", 0, -1, 0, 2, "", "0", ""], used=1, late=True)
+        assert limiter._debt == 1  # the second late answer's token paid for its caller
+        assert await admin.hget(limiter.keys[0], "tat") is None  # a full bucket: one token
+        # The draw carries the debt: the bucket's one token pays for it, and the draw waits.
+        assert await limiter._draw(Priority.INTERACTIVE, 1) == pytest.approx(0.5, abs=0.05)
+        assert limiter._debt == 0
+    finally:
+        await admin.aclose()
+        await limiter.detach()
+
+
+async def test_a_redis_slow_now_and_then_does_not_overdraw_the_quota(
+    redis_server: RedisServer,
+) -> None:
+    # Four processes on a 50/s quota; a fifth of Redis's answers come 60 ms late, over the
+    # budget, so their requests go on locally. Before a refused late answer charged its
+    # request to the bucket, they took about 66/s.
+    rate, seconds = 50.0, 3.0
+    async with contextlib.AsyncExitStack() as stack:
+        proxies = [
+            await stack.enter_async_context(
+                DelayingProxy(redis_server.port, chance=0.2, delay=0.06, seed=seed)
+            )
+            for seed in range(4)
+        ]
+        limiters = [
+            FleetLimiter("UserUpdate", rate, adaptive=False, url=proxy.url, group="slow")
+            for proxy in proxies
+        ]
+        for limiter in limiters:
+            await limiter.attach()
+            stack.push_async_callback(limiter.detach)
+        taken = 0
+
+        async def caller(limiter: FleetLimiter) -> None:
+            nonlocal taken
+            while True:
+                await limiter.acquire()
+                taken += 1
+
+        async with anyio.create_task_group() as tg:
+            for limiter in limiters:
+                for _ in range(4):
+                    tg.start_soon(caller, limiter)
+            await anyio.sleep(0.5)  # past the first burst
+            first = taken
+            await anyio.sleep(seconds)
+            measured = (taken - first) / seconds
+            tg.cancel_scope.cancel()
+        assert sum(proxy.delayed for proxy in proxies) >= 20  # Redis was slow, often
+        assert all(limiter.statistics().mode == SHARED for limiter in limiters)
+        # At most the quota, give or take one burst over the measured seconds.
+        assert measured <= rate * (1 + _limits.BURST_SECONDS / seconds) + 1.0, measured
 
 
 async def test_unreachable_at_open_starts_in_fallback(caplog: pytest.LogCaptureFixture) -> None:
