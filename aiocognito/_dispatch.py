@@ -9,9 +9,10 @@ Order of work for one request::
 or one token subject) are applied in submission order, one call on the wire at a time. Later
 ones queue behind the call in flight; reads bypass lanes. The key of a token call is the token's
 subject (``sub``, else ``username``), read from the JWT payload without verifying it; if that
-fails, the token itself. Admin calls are keyed by pool and the identifier given, so an update by
-alias and one by username are not ordered against each other, nor are token and admin updates
-to the same user.
+fails, the token itself. Admin calls are keyed by pool and the identifier given, case-folded
+(a pool may ignore a username's case; calls merge only if the name is given alike), so an update
+by alias and one by username are not ordered against each other, nor are token and admin
+updates to the same user.
 
 **Who drives.** There are no background workers: a lane is driven by one of its own callers,
 the *driver*, which runs attempts, backoffs and retries for the call at the head of the lane and
@@ -470,12 +471,18 @@ class Dispatcher:
             if "AccessToken" in params:
                 lane_key = ("token", token_subject(params["AccessToken"]))
             else:
-                lane_key = ("admin", params.get("UserPoolId"), params.get("Username"))
+                username = params.get("Username")
+                # A pool may be case-insensitive (UsernameConfiguration): "Alice" and "alice"
+                # are then one user, so they share a lane. In a case-sensitive pool that only
+                # orders two users' calls; they never merge (the merge key has the name as given).
+                folded = username.casefold() if isinstance(username, str) else username
+                lane_key = ("admin", params.get("UserPoolId"), folded)
             if op.mergeable:
                 metadata = params.get("ClientMetadata")
                 merge_key = (
                     operation,
                     lane_key,
+                    params.get("Username"),
                     params.get("AccessToken"),
                     None if metadata is None else tuple(sorted(metadata.items())),
                     policy,  # a merged call is retried by one policy: it must be everyone's

@@ -161,6 +161,30 @@ async def test_different_metadata_tokens_and_verification_are_not_merged() -> No
     ]
 
 
+async def test_usernames_differing_in_case_share_a_lane_but_never_merge() -> None:
+    # A case-insensitive pool takes "Alice" and "alice" for one user: one lane, in order. A
+    # case-sensitive pool has two users: merging their changes would write one's to the other.
+    transport = GatedTransport()
+    async with client(transport) as cognito, anyio.create_task_group() as tg:
+        tg.start_soon(lambda: cognito.admin_update_user_attributes("Alice", {"nickname": "a"}))
+        await transport.first_arrived.wait()
+        tg.start_soon(lambda: cognito.admin_update_user_attributes("alice", {"nickname": "b"}))
+        tg.start_soon(lambda: cognito.admin_update_user_attributes("ALICE", {"website": "c"}))
+        tg.start_soon(lambda: cognito.admin_update_user_attributes("ALICE", {"locale": "d"}))
+        tg.start_soon(lambda: cognito.admin_update_user_attributes("bob", {"nickname": "x"}))
+        # bob, started last, is sent while Alice's call is held: the others wait behind it.
+        await wait_until(lambda: len(transport.sent) == 2)
+        assert transport.sent[1].params["Username"] == "bob"
+        transport.release.set()
+    sent = [(c.params["Username"], c.params["UserAttributes"]) for c in transport.sent]
+    assert sent == [
+        ("Alice", [{"Name": "nickname", "Value": "a"}]),
+        ("bob", [{"Name": "nickname", "Value": "x"}]),
+        ("alice", [{"Name": "nickname", "Value": "b"}]),
+        ("ALICE", [{"Name": "website", "Value": "c"}, {"Name": "locale", "Value": "d"}]),
+    ]
+
+
 # ------------------------------------------------------------------------------------------
 # Ordering
 
