@@ -765,6 +765,7 @@ class Dispatcher:
         """A flight ended (answered, failed or cancelled): record it and wake its lane."""
         self._flights.discard(task)
         self._slots.release()
+        abandoned = False
         if task.cancelled() and self.closed:
             flight.error = ClientClosedError(
                 "the CognitoClient was closed while the call was on the wire; it may have been "
@@ -773,6 +774,9 @@ class Dispatcher:
             )
         elif task.cancelled():  # a read whose caller left, or a transport that was cancelled
             flight.error = TransportError("the attempt was cancelled before an answer came")
+            # Its caller left (a read's flight is cancelled with it): nobody gets this error,
+            # and the statistics count none.
+            abandoned = not any(t.live for t in flight.tickets)
         else:
             error = task.exception()
             if error is None:
@@ -796,7 +800,8 @@ class Dispatcher:
                     throttled=kind is RetryClass.THROTTLE,
                     latency=loop_time() - flight.admitted,
                 )
-            self._count_error(error)
+            if not abandoned:
+                self._count_error(error)
         if self.on_attempt is not None:
             self.on_attempt(flight.operation, throttled)
         if _log.debug_enabled():

@@ -326,6 +326,21 @@ async def test_cancelled_driver_hands_its_batch_on_and_nothing_leaks() -> None:
     assert len(asyncio.all_tasks()) == before
 
 
+async def test_a_read_whose_caller_left_is_not_counted_as_an_error() -> None:
+    transport = GatedTransport()
+    async with client(transport) as cognito:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: cognito.admin_get_user("alice"))
+            await transport.first_arrived.wait()
+            tg.cancel_scope.cancel()  # the reader leaves; its request is cancelled with it
+        await wait_until(lambda: cognito.statistics().in_flight == 0)
+        transport.release.set()
+        await cognito.admin_get_user("bob")
+        stats = cognito.statistics()
+    assert stats.errors_by_code == {}
+    assert len(transport.sent) == 2
+
+
 @virtual_time
 async def test_waiting_caller_times_out_without_sending() -> None:
     transport = GatedTransport()
