@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
@@ -190,28 +189,6 @@ def _meters_for(provider: MeterProvider) -> _Meters:
     return found
 
 
-class _Call:
-    """One public call's span and start time; as a context manager, it makes the span current.
-
-    Made once per call, so it is kept small: plain slots, and the context is attached and
-    detached directly rather than through ``trace.use_span``'s generator.
-    """
-
-    __slots__ = ("_token", "began", "span")
-    _token: Token[Context]  # set on entry
-
-    def __init__(self, span: Span, began: float) -> None:
-        self.span = span
-        self.began = began
-
-    def __enter__(self) -> Span:
-        self._token = context.attach(trace.set_span_in_context(self.span))
-        return self.span
-
-    def __exit__(self, *exc_info: object) -> None:
-        context.detach(self._token)
-
-
 class Instruments:
     """One client's tracer and its meter provider's instruments; the client calls these hooks.
 
@@ -259,57 +236,63 @@ class Instruments:
             counts = self._meters.throttled
             counts[operation] = counts.get(operation, 0) + 1
 
-    def call_started(self, operation: str) -> _Call:
-        """Open the span of one public call."""
+    def call_started(self, operation: str) -> tuple[Span, Token[Context], float]:
+        """Open the span of one public call and make it current, so child spans nest.
+
+        Returns the span, the token that :meth:`call_ended` detaches, and the start time, for
+        the caller to keep in its own frame. No holder object is made: every object that lives
+        through a call is one more for the garbage collector to count, promote and walk.
+        """
         name, attributes = self._starts[operation]
         span = self._tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-        return _Call(span, perf_counter())
-
-    def current(self, started: _Call) -> AbstractContextManager[Span]:
-        """Make a call's span the current one while the call runs, so child spans nest."""
-        return started
+        return span, context.attach(trace.set_span_in_context(span)), perf_counter()
 
     def call_ended(
         self,
-        started: _Call,
+        span: Span,
+        token: Token[Context],
+        began: float,
         job: Job,
         result: dict[str, Any] | None,
         error: BaseException | None,
     ) -> None:
-        """Close the span of one public call and record its duration."""
-        elapsed = perf_counter() - started.began
-        span = started.span
-        attributes: dict[str, Any] = {
-            "aiocognito.attempts": job.attempts,
-            "aiocognito.throttled_attempts": job.throttles,
-            "aiocognito.merged": job.merged_with,
-            "aiocognito.quota_wait_ms": round(job.quota_wait * 1000, 3),
-        }
-        if error is None:
-            attributes["aiocognito.admission"] = "admitted"
-            rid = request_id(result) if result is not None else None
+        """Make the caller's span current again, close the call's span, record its duration.
+
+        A span the application's sampler dropped records nothing, so its attributes are not
+        even built; its duration is recorded all the same.
+        """
+        context.detach(token)
+        elapsed = perf_counter() - began
+        code = None if error is None else error_code(error)
+        if span.is_recording():
+            attributes: dict[str, Any] = {
+                "aiocognito.attempts": job.attempts,
+                "aiocognito.throttled_attempts": job.throttles,
+                "aiocognito.merged": job.merged_with,
+                "aiocognito.quota_wait_ms": round(job.quota_wait * 1000, 3),
+                "aiocognito.admission": "admitted",
+            }
+            if error is None:
+                rid = request_id(result) if result is not None else None
+            else:
+                if isinstance(error, QuotaDeadlineError):
+                    attributes["aiocognito.admission"] = "failed_fast"
+                elif isinstance(error, DeadlineExceededError):
+                    attributes["aiocognito.admission"] = "timed_out"
+                rid = getattr(error, "request_id", None)
             if rid:
                 attributes["aws.request_id"] = rid
+            if code is not None:
+                attributes["error.type"] = code
+                # The code only: a description is exported verbatim, and messages are the
+                # service's.
+                span.set_status(Status(StatusCode.ERROR, code))
             span.set_attributes(attributes)
-            span.end()
-            self._duration.record(elapsed, self._ok_durations[job.operation])
-            return
-        if isinstance(error, QuotaDeadlineError):
-            attributes["aiocognito.admission"] = "failed_fast"
-        elif isinstance(error, DeadlineExceededError):
-            attributes["aiocognito.admission"] = "timed_out"
-        else:
-            attributes["aiocognito.admission"] = "admitted"
-        rid = getattr(error, "request_id", None)
-        if rid:
-            attributes["aws.request_id"] = rid
-        code = error_code(error)
-        attributes["error.type"] = code
-        # The code only: a description is exported verbatim, and messages are the service's.
-        span.set_status(Status(StatusCode.ERROR, code))
-        span.set_attributes(attributes)
         span.end()
-        self._duration.record(elapsed, {"rpc.method": job.operation, "error.type": code})
+        if code is None:
+            self._duration.record(elapsed, self._ok_durations[job.operation])
+        else:
+            self._duration.record(elapsed, {"rpc.method": job.operation, "error.type": code})
 
     def bulk_started(self) -> Span:
         """Open the span of one bulk run."""

@@ -28,7 +28,8 @@ span, and the garbage collector walks them all on each full collection):
   aiocognito-otel-drop        the admin call
   aiocognito-otel-drop-token  the token call
 
-Each worker also reports the CPU its garbage collector spent in the timed calls (GC µs/call).
+Each worker also reports the CPU its garbage collector spent in the timed calls (GC µs/call),
+and how many passes it made of each generation.
 
     python -m benchmarks.overhead [--calls 4000] [--runs 3] [--json out.json]
 """
@@ -118,10 +119,12 @@ def _kind(contender: str) -> str:
 
 
 class _GCTimer:
-    """The CPU the garbage collector spends while timed (its callbacks bracket each pass)."""
+    """The CPU the garbage collector spends while timed (its callbacks bracket each pass), and
+    how many passes it makes of each generation."""
 
     def __init__(self) -> None:
         self.cpu = 0.0
+        self.passes = [0, 0, 0]
         self._began = 0.0
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
@@ -129,6 +132,7 @@ class _GCTimer:
             self._began = time.process_time()
         else:
             self.cpu += time.process_time() - self._began
+            self.passes[info["generation"]] += 1
 
     @contextlib.contextmanager
     def timing(self) -> Iterator[None]:
@@ -241,6 +245,7 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
         "cpu_us_per_call": cpu / calls * 1e6,
         "calls_per_s": calls / wall,
         "gc_us_per_call": GC.cpu / calls * 1e6,
+        **{f"gc_passes_{generation}": n for generation, n in enumerate(GC.passes)},
     }
 
 
@@ -328,11 +333,22 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
             on, off = med[contender], med[plain]
             cost = on["cpu_us_per_call"] - off["cpu_us_per_call"]
             gc_cost = on.get("gc_us_per_call", 0.0) - off.get("gc_us_per_call", 0.0)
+            # Each run's contenders share its load: their ratio is steadier than the medians'.
+            paired = statistics.median(
+                a["cpu_us_per_call"] / b["cpu_us_per_call"]
+                for a, b in zip(results[contender], results[plain], strict=False)
+            )
+
+            def passes(m: dict[str, float]) -> str:
+                return "/".join(f"{m.get(f'gc_passes_{g}', 0.0):.0f}" for g in range(3))
+
             lines += [
                 "",
                 f"{contender} against {plain} (instrumentation on against off): CPU per call "
                 f"{on['cpu_us_per_call'] / off['cpu_us_per_call']:.2f}x, {cost:+.0f} µs, of "
-                f"which the garbage collector {gc_cost:+.0f} µs.",
+                f"which the garbage collector {gc_cost:+.0f} µs (passes of generations 0/1/2: "
+                f"{passes(on)} against {passes(off)}); run by run, the median of each run's "
+                f"ratio {paired:.2f}x.",
             ]
     # The best peer for the admin call: the one with the least CPU per call.
     peers = [c for c in med if _kind(c) == "admin" and not c.startswith("aiocognito")]
@@ -376,7 +392,9 @@ def main() -> None:
                 results[contender].append(figures)
                 print(
                     f"run {run + 1} {contender:26} {figures['cpu_us_per_call']:7.0f} µs/call "
-                    f"(GC {figures['gc_us_per_call']:4.0f}) {figures['calls_per_s']:7.0f} calls/s",
+                    f"(GC {figures['gc_us_per_call']:4.0f}, passes "
+                    f"{figures['gc_passes_0']:.0f}/{figures['gc_passes_1']:.0f}/"
+                    f"{figures['gc_passes_2']:.0f}) {figures['calls_per_s']:7.0f} calls/s",
                     file=sys.stderr,
                 )
 

@@ -196,6 +196,27 @@ def test_overhead_table_gives_ratios_against_raw_aiobotocore_for_the_same_call()
     assert "best peer (raw-legacy, the least CPU per admin call): CPU per call 1.10x" in lines[-1]
 
 
+def test_overhead_table_sets_each_instrumented_run_against_the_same_run_uninstrumented() -> None:
+    def run(cpu: float, young: int) -> dict[str, float]:
+        return {
+            "cpu_us_per_call": cpu,
+            "calls_per_s": 1.0,
+            "gc_us_per_call": 0.0,
+            "gc_passes_0": young,
+            "gc_passes_1": 2,
+            "gc_passes_2": 1,
+        }
+
+    figures = {
+        "aiocognito": [run(100, 8), run(300, 8), run(200, 8)],
+        "aiocognito-otel": [run(110, 10), run(390, 12), run(300, 14)],
+    }
+    summary = overhead.table(figures).splitlines()[-1]
+    assert "CPU per call 1.50x" in summary  # 300 against 200, median against median
+    assert "passes of generations 0/1/2: 12/2/1 against 8/2/1" in summary
+    assert "the median of each run's ratio 1.30x" in summary  # of 1.10, 1.30 and 1.50
+
+
 def test_memory_table_gives_the_growth_and_the_ratio_to_the_leanest_peer() -> None:
     def runs(rss: float, wall: float) -> list[dict[str, Any]]:
         return [{"peak_rss_mib": rss, "wall": wall, "applied": 10, "outcomes": 10}]

@@ -20,6 +20,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 from opentelemetry.trace import SpanKind, StatusCode
 
 import aiocognito
@@ -243,6 +244,39 @@ async def test_spans_started_on_the_wire_are_children_of_the_call_span(
     assert parent("CognitoIdentityProvider/AdminUpdateUserAttributes") == span_id("request")
     assert parent("attempt GetUser") == span_id("CognitoIdentityProvider/GetUser")
     assert parent("CognitoIdentityProvider/GetUser") is None
+
+
+async def test_a_sampled_out_call_still_parents_its_children_and_is_timed() -> None:
+    # The application's sampler drops the call's span: nothing is exported, but the span's
+    # context is still current while the call runs (so spans under it are dropped with it, as
+    # a parent-based sampler expects), and the latency histogram still counts the call.
+    telemetry = Telemetry()
+    telemetry.tracer_provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(telemetry.spans_out))
+    seen: list[trace.SpanContext] = []
+
+    def handler(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        seen.append(trace.get_current_span().get_span_context())
+        if params["Username"] == "bob":
+            raise aiocognito.UserNotFoundError("User does not exist.", operation=operation)
+        return reads(operation, params)
+
+    async with instrumented(FakeTransport(handler), telemetry) as cognito:
+        await cognito.admin_update_user_attributes("alice", {"nickname": "n"})
+        with pytest.raises(aiocognito.UserNotFoundError):
+            await cognito.admin_update_user_attributes("bob", {"nickname": "n"})
+        assert trace.get_current_span() is trace.INVALID_SPAN
+    assert telemetry.spans() == []
+    assert len(seen) == 2
+    assert all(c.is_valid and not c.trace_flags.sampled for c in seen)
+    assert seen[0].span_id != seen[1].span_id
+    by_error = {
+        p.attributes.get("error.type"): p.count
+        for p in telemetry.points("aiocognito.call.duration")
+    }
+    assert by_error == {None: 1, "UserNotFoundException": 1}
+    telemetry.tracer_provider.shutdown()
+    telemetry.meter_provider.shutdown()
 
 
 async def test_fail_fast_and_timeout_are_told_apart(telemetry: Telemetry) -> None:
