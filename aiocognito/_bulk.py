@@ -23,9 +23,9 @@ good) or ``retry``. A resume decides, row by row in input order, before the row'
   earlier row, so that row cannot overwrite the newer values. Setting attributes again is
   harmless, and the re-sent rows merge per user as usual.
 
-"User" here is the engine's lane key (pool and username, or the token's subject). Rows past the
-journal's highest index were never finished, so the marks are dropped there: the set holds at
-most the users of unfinished rows the journal covers.
+"User" here is the engine's lane key (pool and case-folded username, or the token's subject).
+Rows past the journal's highest index were never finished, so the marks are dropped there: the
+set holds at most the users of unfinished rows the journal covers.
 
 **Journal failures.** A failed journal write (read-only file, full disk, a lock another program
 holds) stops the run as :meth:`BulkUpdate.stop` does: no new rows are read, rows in flight

@@ -354,6 +354,8 @@ class _Flight:
     done: asyncio.Event = field(factory=asyncio.Event)
     result: dict[str, Any] | None = field(default=None, repr=False)
     error: BaseException | None = None
+    #: Cancelled by the engine because its caller left (a read): no error to count.
+    abandoned: bool = False
 
     @property
     def operation(self) -> str:
@@ -605,6 +607,7 @@ class Dispatcher:
             flight = lane.batch.flight if lane.batch is not None else None
             if lane.key is None and flight is not None and flight.task is not None:
                 # A read orders nothing after it: its flight need not outlive its caller.
+                flight.abandoned = True
                 flight.task.cancel()
         if lane.driver is ticket:
             lane.driver = None
@@ -765,7 +768,6 @@ class Dispatcher:
         """A flight ended (answered, failed or cancelled): record it and wake its lane."""
         self._flights.discard(task)
         self._slots.release()
-        abandoned = False
         if task.cancelled() and self.closed:
             flight.error = ClientClosedError(
                 "the CognitoClient was closed while the call was on the wire; it may have been "
@@ -774,9 +776,6 @@ class Dispatcher:
             )
         elif task.cancelled():  # a read whose caller left, or a transport that was cancelled
             flight.error = TransportError("the attempt was cancelled before an answer came")
-            # Its caller left (a read's flight is cancelled with it): nobody gets this error,
-            # and the statistics count none.
-            abandoned = not any(t.live for t in flight.tickets)
         else:
             error = task.exception()
             if error is None:
@@ -800,7 +799,7 @@ class Dispatcher:
                     throttled=kind is RetryClass.THROTTLE,
                     latency=loop_time() - flight.admitted,
                 )
-            if not abandoned:
+            if not flight.abandoned:  # its caller left: nobody got this error
                 self._count_error(error)
         if self.on_attempt is not None:
             self.on_attempt(flight.operation, throttled)

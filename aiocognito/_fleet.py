@@ -55,9 +55,12 @@ processes it last saw. :meth:`FleetLimiter.statistics` says which mode it is in.
 A single slow answer is not an outage: its request goes on under the local limiter at once, and
 the answer, when it comes, still counts. If it granted a token, that token paid for the request;
 if it was a refusal, the request is a *debt* that the next draw charges to the bucket (up to its
-burst) before anything is granted. So a Redis that is slow now and then does not let the fleet
-overdraw the quota: with a fifth of the answers 60 ms late, four processes took about 66/s of a
-50/s quota before, and take 50/s now.
+burst) before anything is granted, as of when the request went: a bucket that has refilled
+since owes nothing. A request that never went after all (its caller left, or its deadline
+passed, while it waited under the local limiter) is no debt, and the late token it had taken is
+kept for the next caller. So a Redis that is slow now and then does not let the fleet overdraw
+the quota: with a fifth of the answers 60 ms late, four processes took about 66/s of a 50/s
+quota before, and take 50/s now.
 """
 
 from __future__ import annotations
@@ -125,7 +128,8 @@ EPOCH = 1_700_000_000  # Redis TIME minus this keeps microseconds exact in a dou
 # ('' unless the caller judges), 7 the rate for a bucket not yet made, 8 the caller's ceiling
 # (''), 9 burst seconds, 10 reserve share, 11 judge lease, 12 pull every, 13 ttl,
 # 14 process window, 15 now ('' for Redis's TIME; tests pass one), 16 the judge's state (''),
-# 17 ceiling memory, 18 debt (requests sent on without a token, to charge now).
+# 17 ceiling memory, 18 debt (requests sent on without a token, to charge now), 19 the debt's
+# age (s since the last of them went).
 # Returns: granted; wait (s: until the tokens wanted are there; none were granted, or as many
 # again; never 0 when none were); rate; judges (0/1); pulled answers (-1 if none); pulled
 # throttles; processes; stored state (for a new judge); now; the fleet's ceiling ('' if none).
@@ -201,14 +205,13 @@ if ARGV[3] == '1' and capacity >= 2.0 then
   limit = math.max(1.0, capacity - reserve)
 end
 local tat = tonumber(redis.call('HGET', key, 'tat') or '0')
-if tat < now then tat = now end
 -- Requests the caller sent on without a token (its take was slow, and then refused) are
--- charged first, up to the burst: the fleet pays them back from its next tokens.
+-- charged first, up to the burst, as of when they went: the fleet pays them back from its next
+-- tokens, unless the bucket has refilled since.
 local debt = math.min(tonumber(ARGV[18]), capacity)
-if debt > 0 then
-  tat = tat + debt * period
-  redis.call('HSET', key, 'tat', num(tat))
-end
+if debt > 0 then tat = math.max(tat, now - tonumber(ARGV[19])) + debt * period end
+if tat < now then tat = now end
+if debt > 0 then redis.call('HSET', key, 'tat', num(tat)) end
 local room = math.floor((now + limit * period - tat) / period + 1e-6)
 local wanted = math.max(1, math.min(tonumber(ARGV[2]), math.floor(limit)))
 local granted = math.max(0, math.min(wanted, room))
@@ -252,6 +255,22 @@ def require_redis() -> None:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Served:
+    """A request whose draw answered late: it goes on under the local limiter meanwhile.
+
+    ``used`` is how many of the late answer's tokens it took (1, or 0 once it is known that it
+    was never sent); ``landed`` whether the answer came; ``charged`` whether that answer had no
+    token for it, so that it became a debt.
+    """
+
+    __slots__ = ("charged", "landed", "used")
+
+    def __init__(self, used: int) -> None:
+        self.used = used
+        self.landed = False
+        self.charged = False
 
 
 class FleetLimiter(RateLimiter):
@@ -310,6 +329,8 @@ class FleetLimiter(RateLimiter):
         self._trip = 0.0  # the round trip to Redis, smoothed
         self._asked = 1  # tokens the last draw asked for
         self._debt = 0  # requests sent on locally that no token paid for, to charge
+        self._debt_at = -math.inf  # when the last of them went
+        self._served: _Served | None = None  # the request the last slow draw sent on locally
         self._backoff = RECONNECT_FIRST  # the next wait before trying Redis again
         self._rejoined_at = -math.inf
 
@@ -402,16 +423,34 @@ class FleetLimiter(RateLimiter):
                     return None
                 if wait == SERVE_LOCALLY:  # Redis was slow: this caller goes on locally,
                     self._waiting.leave(waiter)  # at no more than this process's fair share
+                    served = self._served
                     if self.fleet_rate is not None:
                         fair = self.fleet_rate / max(1, self.processes)
                         if (RateLimiter.rate(self) or math.inf) > fair * 1.01:
                             self._seed(fair)
-                    return await RateLimiter.acquire(self, priority, deadline=deadline, share=share)
+                    try:
+                        return await RateLimiter.acquire(
+                            self, priority, deadline=deadline, share=share
+                        )
+                    except BaseException:
+                        if served is not None:
+                            self._unserved(served)
+                        raise
                 with anyio.move_on_after(wait):
                     await waiter.wake.wait()
         except BaseException:
             self._waiting.leave(waiter)
             raise
+
+    def _unserved(self, served: _Served) -> None:
+        """A request meant to go on locally never went (cancelled, or past its deadline)."""
+        if not served.landed:
+            served.used = 0  # its draw's tokens are all kept when the answer comes
+        elif served.charged:
+            self._debt = max(0, self._debt - 1)  # nothing to charge, if not charged already
+        elif self.mode == SHARED:
+            self._keep(self._clock())  # the late token it took serves the next caller
+        served.used = 0
 
     async def _acquire_locally(
         self, priority: Priority, deadline: float | None, share: ShareLimit | None
@@ -491,7 +530,9 @@ class FleetLimiter(RateLimiter):
         self._answers = self._throttles = self._debt = 0
         self._asked = wanted
         now = self._clock()
-        args = self._arguments(now, priority, wanted, answers, throttles, debt)
+        args = self._arguments(
+            now, priority, wanted, answers, throttles, debt=debt, debt_age=now - self._debt_at
+        )
         call = asyncio.ensure_future(self._script(keys=list(self.keys), args=args))
         # Wait for the answer within the budget, but never cancel the call: a cancelled
         # command costs the connection (and the tokens the script took). A late answer still
@@ -499,11 +540,12 @@ class FleetLimiter(RateLimiter):
         try:
             await asyncio.wait({call}, timeout=REDIS_BUDGET)
         except BaseException:  # the caller was cancelled: the answer still counts
-            call.add_done_callback(functools.partial(self._late, used=0))
+            call.add_done_callback(functools.partial(self._late, served=_Served(used=0)))
             raise
         if not call.done():
             # The head goes on locally: that is what the first token granted pays for.
-            call.add_done_callback(functools.partial(self._late, used=1))
+            self._served = _Served(used=1)
+            call.add_done_callback(functools.partial(self._late, served=self._served))
             self._slow += 1
             if self._slow >= SLOW_STRIKES:
                 self._fall_back(TimeoutError(f"{SLOW_STRIKES} round trips over the budget"))
@@ -517,7 +559,15 @@ class FleetLimiter(RateLimiter):
             return None
 
     def _arguments(
-        self, now: float, priority: Priority, wanted: int, answers: int, throttles: int, debt: int
+        self,
+        now: float,
+        priority: Priority,
+        wanted: int,
+        answers: int,
+        throttles: int,
+        *,
+        debt: int = 0,
+        debt_age: float = 0.0,
     ) -> list[Any]:
         """The script's ARGV (see :data:`_TAKE`)."""
         judge = self._judge
@@ -540,11 +590,12 @@ class FleetLimiter(RateLimiter):
             self._state() if judge is not None else "",
             CEILING_MEMORY,
             debt,
+            repr(max(0.0, debt_age)) if debt else "0",
         ]
 
-    def _late(self, call: asyncio.Future[Any], *, used: int) -> None:
-        """An answer that came after its budget: its tokens (but the ``used`` ones, which a
-        caller already went on without) are kept for the next callers."""
+    def _late(self, call: asyncio.Future[Any], *, served: _Served) -> None:
+        """An answer that came after its budget: its tokens (but the one ``served`` took, if
+        its request went on locally) are kept for the next callers."""
         if call.cancelled():
             return
         failure = call.exception()  # retrieved, whatever happens next
@@ -554,11 +605,13 @@ class FleetLimiter(RateLimiter):
             self._fall_back(failure)
             return
         try:
-            self._answered(call.result(), used=used, late=True)
+            self._answered(call.result(), used=served.used, late=True, served=served)
         except Exception as exc:  # an answer that is not the script's
             self._fall_back(exc)
 
-    def _answered(self, reply: list[Any], *, used: int = 1, late: bool = False) -> float:
+    def _answered(
+        self, reply: list[Any], *, used: int = 1, late: bool = False, served: _Served | None = None
+    ) -> float:
         """Take in the script's answer: 0.0 if granted, else the wait for the next token.
 
         ``used`` of the tokens granted are spent (the head's); the rest are kept for the next
@@ -597,10 +650,15 @@ class FleetLimiter(RateLimiter):
         # would win nearly all. (Another process takes what one leaves.) Alone, no jitter:
         # at a low rate the bucket holds one token and a late draw loses time.
         jitter = random.random() * self._asked / fleet_rate if processes > 1 else 0.0
+        if served is not None:
+            served.landed = True
         if late and granted < used:
             # The caller went on locally and this answer has no token to pay for it: the next
             # draw charges the bucket, so a Redis slow now and then does not overdraw the quota.
             self._debt += used - granted
+            self._debt_at = now
+            if served is not None:
+                served.charged = True
         if granted == 0:
             return max(wait, 1e-6) + jitter
         self._due = now + wait + jitter
@@ -743,7 +801,7 @@ class FleetLimiter(RateLimiter):
                 if self._redis is None or self._script is None:
                     return
                 started = self._clock()
-                args = self._arguments(started, Priority.BULK, 1, 0, 0, 0)
+                args = self._arguments(started, Priority.BULK, 1, 0, 0)
                 try:
                     with anyio.fail_after(CONNECT_BUDGET):
                         reply = await self._script(keys=list(self.keys), args=args)

@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -242,8 +243,8 @@ class AiobotocoreTransport:
                 "AWS_DEFAULT_REGION, or a region in the AWS profile"
             )
         # Parsing the gzipped service model and endpoint rules takes over a hundred milliseconds
-        # of blocking I/O and CPU; do it off the event loop, once per process: the loader
-        # caches what it reads, and every transport's session shares it (_share_loader).
+        # of blocking I/O and CPU; do it off the event loop, once per thread: the loader caches
+        # what it reads, and the transports opened in this thread share it (_share_loader).
         await anyio.to_thread.run_sync(_warm_loader, session)
         key_id, secret, token = self._credentials
         stack = contextlib.AsyncExitStack()
@@ -363,18 +364,24 @@ def _cache_user_agent(client: Any) -> None:
     creator.to_string = to_string
 
 
-# botocore's data loader, one per data path, shared by every session this module opens. Each
-# new botocore session otherwise parses the service model, endpoints and partitions again
-# (about 120 ms of CPU); its clients only read what the loader returns, as the clients of one
-# session already share it, so sharing it between sessions is as safe.
-_LOADERS: dict[object, Any] = {}
+# botocore's data loader, one per data path and thread, shared by every session this module
+# opens in that thread. Each new botocore session otherwise parses the service model, endpoints
+# and partitions again (about 120 ms of CPU). Clients only read what the loader returns, as the
+# clients of one session already share it, with one exception: botocore's endpoint resolver
+# fills a region's entry in the endpoints data on first use. Within one thread that never
+# interleaves with a read (it runs between awaits); threads, each with its own event loop,
+# keep loaders of their own.
+_LOADERS = threading.local()
 
 
 def _share_loader(session: aiobotocore.session.AioSession) -> None:
+    loaders: dict[object, Any] | None = getattr(_LOADERS, "by_path", None)
+    if loaders is None:
+        loaders = _LOADERS.by_path = {}
     data_path = session.get_config_variable("data_path")
-    loader = _LOADERS.get(data_path)
+    loader = loaders.get(data_path)
     if loader is None:
-        _LOADERS[data_path] = session.get_component("data_loader")
+        loaders[data_path] = session.get_component("data_loader")
     else:
         session.register_component("data_loader", loader)
 

@@ -342,6 +342,25 @@ async def test_a_read_whose_caller_left_is_not_counted_as_an_error() -> None:
 
 
 @virtual_time
+async def test_an_attempt_cancelled_inside_the_transport_is_counted() -> None:
+    # Not the engine's doing (a connector closing under it, say): a failure, even after the
+    # caller's deadline passed, and it is counted.
+    class SelfCancelling(FakeTransport):
+        async def call(
+            self, operation: str, params: Mapping[str, Any], *, secrets: Any = ()
+        ) -> dict[str, Any]:
+            await anyio.sleep(0.3)
+            raise asyncio.CancelledError
+
+    async with client(SelfCancelling()) as cognito:
+        with pytest.raises(aiocognito.DeadlineExceededError):
+            await cognito.admin_update_user_attributes("alice", {"nickname": "a"}, timeout=0.1)
+        await anyio.sleep(1.0)  # virtual time: the attempt ends meanwhile
+        assert cognito.statistics().in_flight == 0
+        assert cognito.statistics().errors_by_code == {"TransportError": 1}
+
+
+@virtual_time
 async def test_waiting_caller_times_out_without_sending() -> None:
     transport = GatedTransport()
     async with client(transport) as cognito, anyio.create_task_group() as tg:

@@ -80,6 +80,7 @@ async def take(
     ceiling: str = "",
     state: str = "",
     debt: int = 0,
+    debt_age: float = 0.0,
 ) -> Reply:
     script = redis.register_script(_fleet._TAKE)
     raw = await script(
@@ -88,7 +89,7 @@ async def take(
             member, wanted, 1 if bulk else 0, answers, throttled, judge_rate, start_rate,
             ceiling, _limits.BURST_SECONDS, _fleet.RESERVE_SHARE, _fleet.JUDGE_LEASE,
             _fleet.PULL_EVERY, _fleet.KEY_TTL, _fleet.PROCESS_WINDOW, repr(now), state,
-            _fleet.CEILING_MEMORY, debt,
+            _fleet.CEILING_MEMORY, debt, repr(debt_age),
         ],
     )  # fmt: skip
     return Reply(raw)
@@ -124,6 +125,9 @@ async def test_a_debt_is_charged_before_anything_is_granted(redis: aioredis.Redi
     assert charged.wait == pytest.approx(0.04)
     # A debt is charged up to the burst only: a full bucket of 20 is emptied, no more.
     assert (await take(redis, "b", 60.0, start_rate=100.0, debt=500)).wait == pytest.approx(0.01)
+    # A debt is charged as of when its requests went: a bucket idle since has refilled.
+    assert (await take(redis, "b", 70.0, start_rate=100.0, debt=5, debt_age=0.05)).granted == 1
+    assert (await take(redis, "b", 70.0, start_rate=100.0, wanted=20)).granted == 19
 
 
 async def test_bulk_leaves_a_reserve_that_interactive_callers_use(redis: aioredis.Redis) -> None:
@@ -342,6 +346,43 @@ async def test_a_request_sent_on_while_redis_was_slow_is_charged_if_no_token_pai
         assert limiter._debt == 0
     finally:
         await admin.aclose()
+        await limiter.detach()
+
+
+async def test_a_request_that_never_went_on_locally_is_not_charged(
+    redis_server: RedisServer,
+) -> None:
+    limiter = fleet(redis_server.url, ceiling=1.0)  # locally, a token a second
+    await limiter.attach()
+
+    calls = 0
+
+    async def late_refusal(keys: list[str], args: list[Any]) -> list[Any]:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.08)  # Redis answering over the 50 ms budget
+        return [0, "1.0", "1.0", 0, -1, 0, 1, "", "0", ""]
+
+    limiter._script = late_refusal
+    try:
+        sent, answered = 0, limiter.takes
+
+        async def caller() -> None:
+            nonlocal sent
+            await limiter.acquire()
+            sent += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            tg.start_soon(caller)
+            # Both draws were slow: one caller went on under the local limiter at once; the
+            # other waits there for its next token, and leaves.
+            await wait_until(lambda: calls == 2 and sent == 1 and not len(limiter._waiting))
+            tg.cancel_scope.cancel()
+        await wait_until(lambda: limiter.takes == answered + 2)  # both refusals landed
+        assert sent == 1
+        assert limiter._debt == 1  # the one request sent, not the one that never went
+    finally:
         await limiter.detach()
 
 

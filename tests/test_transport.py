@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import botocore.loaders
 import pytest
 
@@ -234,7 +235,7 @@ async def test_service_model_is_loaded_off_the_event_loop(
     assert threads[0] is not threading.main_thread()
 
 
-async def test_the_service_model_is_parsed_once_per_process(
+async def test_the_service_model_is_parsed_once_per_thread(
     stub: StubServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     async with client(stub.url) as cognito:
@@ -251,12 +252,28 @@ async def test_the_service_model_is_parsed_once_per_process(
         await cognito.get_user(TOKEN)
         await cognito.admin_get_user("alice")
     assert loads == []
-    # Another data path may hold other models: it gets a loader of its own.
+
+    # Another thread, with an event loop of its own, has a loader of its own: botocore fills
+    # a region's endpoint entry on first use, which must not race another thread's reads.
+    def elsewhere() -> None:
+        async def one() -> None:
+            async with client(stub.url) as cognito:
+                await cognito.get_user(TOKEN)
+
+        anyio.run(one)
+
+    thread = threading.Thread(target=elsewhere)
+    thread.start()
+    await anyio.to_thread.run_sync(thread.join)
+    assert any("cognito-idp" in path for path in loads)
+
+    # Another data path may hold other models: it gets a loader of its own too.
+    loads.clear()
     monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
     async with client(stub.url) as cognito:
         await cognito.get_user(TOKEN)
     assert any("cognito-idp" in path for path in loads)
-    assert len(stub.received) == 4
+    assert len(stub.received) == 5
 
 
 async def test_retries_reach_the_server_as_separate_requests() -> None:
