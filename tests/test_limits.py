@@ -300,6 +300,18 @@ def test_random_throttles_do_not_walk_the_rate_down() -> None:
     assert sum(trace.rate[10:]) / 50 >= 0.85 * 250
 
 
+@pytest.mark.parametrize("quota", [150.0, 250.0])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_leaving_slow_start_does_not_climb_back_into_the_overshoot(quota: float, seed: int) -> None:
+    # Slow start's last doubling overshoots (200/s, then 400/s, on 150/s), and the server's
+    # burst reserve hides it until it runs dry: the rate the window admitted is the reserve's,
+    # not the quota's. Climbing back to it overshot again, a second later, worse (40 % of a
+    # second's requests throttled). No second may throttle more than the first overshoot.
+    trace = simulate(12, ceiling=None, quota=lambda _t: quota, seed=seed)
+    assert max(trace.throttled_share(s, s + 1) for s in range(10)) <= 0.2
+    assert trace.admitted_rate(6, 12) >= 0.9 * quota
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_an_unknown_quota_is_found_under_random_throttles(seed: int) -> None:
     # The case: 150/s nobody told the client, and 10 % of answers throttled at random.
@@ -344,7 +356,7 @@ def test_limiters_told_the_whole_quota_converge_on_fair_shares(n: int, noise: fl
     _judge_contention(trace, 150, noise, 40)
 
 
-@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(8, 0.0), (2, 0.1), (8, 0.1)}))
+@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(8, 0.0), (8, 0.1)}))
 def test_limiters_told_nothing_converge_on_fair_shares(n: int, noise: float) -> None:
     trace = simulate(
         40, ceiling=None, quota=lambda _t: 150, noise=noise, clients=n, stagger=0.37, seed=n
