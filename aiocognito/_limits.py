@@ -90,8 +90,15 @@ throttle heavily for the first second; with eight of them, or with random thrott
 of contention, shares stay uneven for a while; and several processes on a small quota (four
 on 25/s: a few requests a second each) keep throttling 15 to 20 % of requests, because each
 needs a throttle or two to see an overshoot, which the server's reserve has long hidden by
-then. The deterministic simulation in ``tests/test_limits.py`` measures all of this (its
-strict xfails are the targets not met).
+then. Slowing the probe, lowering ``w_max`` after a cut in contention, or cutting on a single
+throttle each trims that a little, but costs the fairness of processes that start together,
+which the probe's pace is what restores. And a known quota under random throttles that spend
+quota (as the fake's do) can ratchet down: a cut confirmed on the quota's own throttles
+marks the next ``CONTENTION_MEMORY`` windows as contention, where noise is never learned,
+and each of them cuts again (150/s to about 30/s in ten seconds); ending the ratchet after a
+few cuts that do not lower throttling stops several processes from cutting together too,
+since contention shows the same run. The deterministic simulation in
+``tests/test_limits.py`` measures all of this (its strict xfails are the targets not met).
 
 Deadlines. A call is let through only if its expected start plus a high percentile
 (``RTT_QUANTILE``) of recently observed round trips fits before its deadline: otherwise it fails
