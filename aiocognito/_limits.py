@@ -48,7 +48,12 @@ The rules, and why:
   one step). That is what brings four processes that each start at the whole quota down to
   a quarter each within a second, together, rather than the first to notice to a tenth. A
   throttled fraction over ``NOISE_MAX`` cuts at once (heavy throttling is never noise), and
-  leaving slow start it cuts by ``SLOW_START_BETA``, since the last doubling overshot.
+  leaving slow start it cuts by ``SLOW_START_BETA``, since the last doubling overshot. Then
+  ``w_max`` too is the share admitted from the first throttle on, not the window's rate:
+  the server's burst reserve admitted the overshoot until it ran dry, so the window's rate
+  (400/s, ending a climb to a 150/s quota) is the reserve's, and climbing back to it
+  overshot again, worse. Elsewhere the window's rate is kept (in a shared quota, a few
+  answers from the onset on overstate one process's part of the throttling).
 * The next window checks a cut. If throttling fell at least halfway back to the background,
   by more than chance, our rate (or the rates we share the quota with) was the cause, and the
   cut stays. If it fell, but on too few answers to be sure (a small share of a shared quota
@@ -85,8 +90,15 @@ throttle heavily for the first second; with eight of them, or with random thrott
 of contention, shares stay uneven for a while; and several processes on a small quota (four
 on 25/s: a few requests a second each) keep throttling 15 to 20 % of requests, because each
 needs a throttle or two to see an overshoot, which the server's reserve has long hidden by
-then. The deterministic simulation in ``tests/test_limits.py`` measures all of this (its
-strict xfails are the targets not met).
+then. Slowing the probe, lowering ``w_max`` after a cut in contention, or cutting on a single
+throttle each trims that a little, but costs the fairness of processes that start together,
+which the probe's pace is what restores. And a known quota under random throttles that spend
+quota (as the fake's do) can ratchet down: a cut confirmed on the quota's own throttles
+marks the next ``CONTENTION_MEMORY`` windows as contention, where noise is never learned,
+and each of them cuts again (150/s to about 30/s in ten seconds); ending the ratchet after a
+few cuts that do not lower throttling stops several processes from cutting together too,
+since contention shows the same run. The deterministic simulation in
+``tests/test_limits.py`` measures all of this (its strict xfails are the targets not met).
 
 Deadlines. A call is let through only if its expected start plus a high percentile
 (``RTT_QUANTILE``) of recently observed round trips fits before its deadline: otherwise it fails
@@ -538,16 +550,24 @@ class _AdaptiveRate:
         it let through once it began to refuse (``onset``, the fraction refused since). Every
         process on the quota sees that same fraction, so each cuts by the same share.
         """
-        self.slow_start = False
+        leaving_slow_start, self.slow_start = self.slow_start, False
+        admitted = min(admitted_rate, current * max(1.0 - onset, DEEPEST))
+        # Leaving slow start, the window's admitted rate is no measure of the quota: the last
+        # doubling overshot, and the server's burst reserve admitted the overshoot until it
+        # ran dry, so that rate (400/s at the end of a climb to a 150/s quota) sends the climb
+        # back into the same overshoot. The share of our rate admitted since the first
+        # throttle is the quota's. Elsewhere the window's rate is kept: with several processes
+        # on the quota, the onset's few answers overstate each one's share of the throttling.
         # One window never takes more than DEEPEST off: a newcomer's first answers may all
         # be throttled, and "admitted nothing" is no rate to cut to.
-        w_max = max(min(current, admitted_rate), DEEPEST * current)
+        w_max = max(
+            min(current, admitted if leaving_slow_start else admitted_rate), DEEPEST * current
+        )
         if self.long_run is not None:
             # A short window (one ended early by heavy throttling) measures little: the rate
             # to climb back to never falls far below what was admitted over the long run.
             w_max = max(w_max, W_MAX_FLOOR * self.long_run)
         self.w_max = max(MIN_RATE, w_max)
-        admitted = min(admitted_rate, current * max(1.0 - onset, DEEPEST))
         base = min(current * beta, admitted * CUT_MARGIN, self.w_max)
         if self.long_run is not None:
             # Nor does the rate: cut after cut on a burst of stale answers took a process of

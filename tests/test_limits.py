@@ -168,12 +168,23 @@ def _population(
     return population
 
 
+def _throttles(server: TokenBucket, rng: random.Random, noise: float, *, spends: bool) -> bool:
+    """Whether the server throttles one request: at random (spending a token or not), or
+    for want of a token."""
+    if rng.random() < noise:
+        if spends:
+            server.try_take()
+        return True
+    return not server.try_take()
+
+
 def simulate(
     seconds: int,
     *,
     ceiling: float | None,
     quota: Callable[[float], float],
     noise: float = 0.0,
+    noise_spends: bool = False,
     seed: int = 1,
     clients: int = 1,
     rtts: Sequence[float] | None = None,
@@ -185,8 +196,9 @@ def simulate(
     Args:
         ceiling: What every client is told the quota is; None if not told.
         quota: The server's quota at a given second.
-        noise: The chance that a request is throttled at random, whatever the quota. (Here a
-            random throttle spends no token of the quota; in the fake server it does.)
+        noise: The chance that a request is throttled at random, whatever the quota.
+        noise_spends: Whether a random throttle spends a token of the quota, as in the fake
+            server (and the benchmarks); by default it does not.
         clients: Limiters sharing the server's bucket.
         rtts: Each client's round-trip time; by default spread from 15 to 45 ms.
         stagger: The seconds between one client's start and the next's.
@@ -218,7 +230,7 @@ def simulate(
         while requests and requests[0][0] <= now:
             _, _, i, attempt, sent_in = heapq.heappop(requests)
             client = population[i]
-            throttled = rng.random() < noise or not server.try_take()
+            throttled = _throttles(server, rng, noise, spends=noise_spends)
             client.throttled[sent_in] += throttled
             client.admitted[sent_in] += not throttled
             back = now + client.rtt / 2 * jitter.uniform(0.5, 1.5)
@@ -300,6 +312,18 @@ def test_random_throttles_do_not_walk_the_rate_down() -> None:
     assert sum(trace.rate[10:]) / 50 >= 0.85 * 250
 
 
+@pytest.mark.parametrize("quota", [150.0, 250.0])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_leaving_slow_start_does_not_climb_back_into_the_overshoot(quota: float, seed: int) -> None:
+    # Slow start's last doubling overshoots (200/s, then 400/s, on 150/s), and the server's
+    # burst reserve hides it until it runs dry: the rate the window admitted is the reserve's,
+    # not the quota's. Climbing back to it overshot again, a second later, worse (40 % of a
+    # second's requests throttled). No second may throttle more than the first overshoot.
+    trace = simulate(12, ceiling=None, quota=lambda _t: quota, seed=seed)
+    assert max(trace.throttled_share(s, s + 1) for s in range(10)) <= 0.2
+    assert trace.admitted_rate(6, 12) >= 0.9 * quota
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_an_unknown_quota_is_found_under_random_throttles(seed: int) -> None:
     # The issue's case: 150/s nobody told the client, and 10 % of answers throttled at random.
@@ -314,6 +338,26 @@ def test_an_unknown_quota_is_found_under_random_throttles(seed: int) -> None:
 def test_a_known_quota_under_random_throttles_stays_near_it(seed: int) -> None:
     trace = simulate(30, ceiling=150, quota=lambda _t: 150, noise=0.10, seed=seed)
     assert trace.admitted_rate(2, 30) >= 0.95 * 150 * (1 - 0.10)
+    assert trace.failed == 0
+
+
+# The benchmark's noisy-known case, where (as in the fake server) a random throttle spends a
+# token of the quota: sending at the quota, the retries of random throttles meet the quota's
+# own throttles. A cut that lowers those is confirmed, and for CONTENTION_MEMORY windows
+# after it the 10 % of noise counts as contention, never learned: each window cuts again, from
+# 150/s to about 30/s in ten seconds (seeds 7 and 8 here; two of three benchmark runs on a
+# loaded machine). Not met yet: whatever stops that ratchet must not stop several processes
+# from cutting together, which shows the same run of cuts that do not lower throttling.
+RATCHET = [(seed,) for seed in range(1, 9)]
+
+
+@pytest.mark.parametrize("seed", _gaps(RATCHET, {(7,), (8,)}))
+def test_random_throttles_that_spend_quota_do_not_ratchet_a_known_quota_down(seed: int) -> None:
+    trace = simulate(
+        40, ceiling=150, quota=lambda _t: 150, noise=0.10, noise_spends=True, seed=seed, work=3000
+    )
+    assert trace.wall <= 1.25 * 3000 / 150
+    assert min(trace.rate[2:20]) >= 0.5 * 150
     assert trace.failed == 0
 
 
@@ -344,7 +388,7 @@ def test_limiters_told_the_whole_quota_converge_on_fair_shares(n: int, noise: fl
     _judge_contention(trace, 150, noise, 40)
 
 
-@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(8, 0.0), (2, 0.1), (8, 0.1)}))
+@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(8, 0.0), (8, 0.1)}))
 def test_limiters_told_nothing_converge_on_fair_shares(n: int, noise: float) -> None:
     trace = simulate(
         40, ceiling=None, quota=lambda _t: 150, noise=noise, clients=n, stagger=0.37, seed=n
