@@ -344,14 +344,14 @@ def test_a_known_quota_under_random_throttles_stays_near_it(seed: int) -> None:
 # The benchmark's noisy-known case, where (as in the fake server) a random throttle spends a
 # token of the quota: sending at the quota, the retries of random throttles meet the quota's
 # own throttles. A cut that lowers those is confirmed, and for CONTENTION_MEMORY windows
-# after it the 10 % of noise counts as contention, never learned: each window cuts again, from
-# 150/s to about 30/s in ten seconds (seeds 7 and 8 here; two of three benchmark runs on a
-# loaded machine). Not met yet: whatever stops that ratchet must not stop several processes
-# from cutting together, which shows the same run of cuts that do not lower throttling.
+# after it the 10 % of noise counts as contention: each window cut again, from 150/s to about
+# 30/s in ten seconds (seeds 7 and 8; two of three benchmark runs on a loaded machine), until
+# cuts that take 30 % off without lowering throttling were taken for noise. Seed 8 still falls
+# to 74/s before that, and its wall is 1.29 x ideal.
 RATCHET = [(seed,) for seed in range(1, 9)]
 
 
-@pytest.mark.parametrize("seed", _gaps(RATCHET, {(7,), (8,)}))
+@pytest.mark.parametrize("seed", _gaps(RATCHET, {(8,)}))
 def test_random_throttles_that_spend_quota_do_not_ratchet_a_known_quota_down(seed: int) -> None:
     trace = simulate(
         40, ceiling=150, quota=lambda _t: 150, noise=0.10, noise_spends=True, seed=seed, work=3000
@@ -359,6 +359,57 @@ def test_random_throttles_that_spend_quota_do_not_ratchet_a_known_quota_down(see
     assert trace.wall <= 1.25 * 3000 / 150
     assert min(trace.rate[2:20]) >= 0.5 * 150
     assert trace.failed == 0
+
+
+def _window(rate: _AdaptiveRate, start: float, answers: int, throttles: int) -> float:
+    """Feed one second of answers, ``throttles`` of them spread evenly; the next second."""
+    for i in range(answers):
+        rate.record(
+            start + (i + 1) / answers,
+            throttled=i * throttles // answers != (i + 1) * throttles // answers,
+        )
+    return start + 1.0
+
+
+def _confirmed_cut(rate: _AdaptiveRate) -> float:
+    """A told 150/s quota: a window 15 % throttled cuts, the next at 5 % confirms the cut."""
+    now = _window(rate, 0.0, 150, 23)
+    assert rate.rate(now) < 150
+    now = _window(rate, now, 120, 6)
+    assert rate.contended  # confirmed: for a while, throttling counts as contention
+    return now
+
+
+def test_cuts_that_do_not_lower_throttling_are_noise_even_after_a_confirmed_cut() -> None:
+    # The ratchet, step by step: after a confirmed cut, 10 % of every window is throttled
+    # whatever the rate. Each window cuts again, until the rate is well below the confirmed
+    # cut's and the throttling has not fallen: then it is noise.
+    rate = _AdaptiveRate(150.0, adaptive=True, now=0.0)
+    now = _confirmed_cut(rate)
+    confirmed = rate.base
+    lowest = 150.0
+    for _ in range(8):
+        sent = round(rate.rate(now))
+        lowest = min(lowest, sent)
+        now = _window(rate, now, sent, round(0.1 * sent))
+    assert rate.tolerance >= 0.05  # learned as the background level
+    assert lowest >= 0.45 * 150  # two cuts past the confirmed one (126/s): not ten, to 30/s
+    assert rate.rate(now) >= confirmed  # the cuts since the confirmed one were undone
+    for _ in range(10):  # and the same noise cuts no more: the rate climbs back to the quota
+        now = _window(rate, now, round(rate.rate(now)), round(0.1 * rate.rate(now)))
+    assert rate.rate(now) == 150.0
+
+
+def test_throttling_that_falls_with_the_rate_is_never_taken_for_noise() -> None:
+    # Contention: the same confirmed cut, but then the throttling is the share of the rate
+    # above what the quota leaves this process (60/s): it falls as the cuts go on.
+    rate = _AdaptiveRate(150.0, adaptive=True, now=0.0)
+    now = _confirmed_cut(rate)
+    for _ in range(8):
+        sent = round(rate.rate(now))
+        now = _window(rate, now, sent, max(0, sent - 60))
+    assert rate.tolerance == 0.0
+    assert rate.rate(now) <= 80
 
 
 # ------------------------------------------------------------------------------------------
@@ -379,7 +430,7 @@ def _judge_contention(trace: Trace, quota: float, noise: float, seconds: int) ->
 ALL = [(n, noise) for noise in (0.0, 0.10) for n in (1, 2, 4, 8)]
 
 
-@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(8, 0.0), (2, 0.1), (4, 0.1), (8, 0.1)}))
+@pytest.mark.parametrize(("n", "noise"), _gaps(ALL, {(8, 0.0), (8, 0.1)}))
 def test_limiters_told_the_whole_quota_converge_on_fair_shares(n: int, noise: float) -> None:
     # Every process is told the account's whole quota (what a web app's workers are told).
     trace = simulate(
