@@ -731,6 +731,8 @@ def _shared_quota_url(limits: Limits) -> str | None:
                 raise ValueError(f"{SHARED_QUOTA_ENV}: {exc}") from None
     if not url:
         return None
+    if url.startswith("file:"):
+        return url  # files on this host: nothing to install
     from ._fleet import require_redis  # noqa: PLC0415
 
     require_redis()
