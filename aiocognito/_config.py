@@ -40,6 +40,11 @@ def _check_shared_quota_url(_inst: object, _attribute: object, value: str | None
         quota_directory(value)
 
 
+def is_file_url(url: str) -> bool:
+    """Whether a shared quota URL names a directory on this host (``file://``)."""
+    return urlsplit(url).scheme == "file"
+
+
 def quota_directory(url: str) -> Path:
     """The directory a ``file://`` shared quota URL names (``file:///run/aiocognito``)."""
     parts = urlsplit(url)
@@ -48,11 +53,17 @@ def quota_directory(url: str) -> Path:
             "shared_quota_url: a file:// quota is shared by the processes of one host; "
             f"give a directory, not a host ({parts.netloc!r}): file:///path/to/directory"
         )
+    if parts.query or parts.fragment:
+        raise ValueError("shared_quota_url: a file:// quota takes no query or fragment")
+    if "%2f" in parts.path.lower() or "%00" in parts.path:
+        raise ValueError("shared_quota_url: a file:// path may not encode '/' or NUL")
     path = unquote(parts.path)
     if not path.startswith("/"):
         raise ValueError(
             "shared_quota_url: a file:// quota needs an absolute directory: file:///path"
         )
+    if path.rstrip("/") == "":
+        raise ValueError("shared_quota_url: a file:// quota needs a directory of its own, not /")
     return Path(path)
 
 

@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import _log
+from ._config import is_file_url
 from ._errors import ConfigurationError, QuotaDeadlineError
 from ._limits import (
     BURST_SECONDS,
@@ -313,7 +314,7 @@ class FleetLimiter(RateLimiter):
         self._script: Any = None
         self._users = 0
         self.mode = SHARED
-        self._on_host = url.startswith("file:")
+        self._on_host = is_file_url(url)
         self._log = _log.FallbackLog(
             f"the shared {category} quota ({'file' if self._on_host else 'redis'})",
             "the local adaptive limiter",

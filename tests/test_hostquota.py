@@ -66,10 +66,9 @@ def _args(rng: random.Random, now: float, members: list[str]) -> list[Any]:
 def _same(lua: list[Any], port: list[Any]) -> None:
     text = [x.decode() if isinstance(x, bytes) else x for x in lua]
     assert [int(text[i]) for i in (0, 3, 4, 5, 6)] == [int(port[i]) for i in (0, 3, 4, 5, 6)]
-    for i in (1, 2, 8):
-        assert float(text[i]) == pytest.approx(float(port[i]), rel=1e-12, abs=1e-9), i
+    for i in (1, 2, 8, 9):  # the same 17 significant digits, as text
+        assert text[i] == port[i], i
     assert text[7] == port[7]
-    assert (float(text[9]) if text[9] else None) == (float(port[9]) if port[9] else None)
 
 
 @pytest.mark.redis
@@ -201,19 +200,214 @@ async def test_a_corrupt_or_stale_file_is_a_new_bucket(tmp_path: Path) -> None:
         await store.aclose()
 
 
-def test_a_file_url_needs_no_extra_and_names_a_local_directory(
+async def test_a_file_url_needs_no_extra_and_names_a_local_directory(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     def missing() -> None:
         raise aiocognito.ConfigurationError("redis-py is not installed")
 
     monkeypatch.setattr(_fleet, "require_redis", missing)
-    url = "file:///run/aiocognito"
-    assert _shared_quota_url(aiocognito.Limits(shared_quota_url=url)) == url
-    with pytest.raises(ValueError, match="not a host"):
-        aiocognito.Limits(shared_quota_url="file://cache.internal/run/aiocognito")
-    with pytest.raises(ValueError, match="absolute directory"):
-        aiocognito.Limits(shared_quota_url="file:relative/dir")
+    for url in ("file:///run/aiocognito", "FILE:///run/aiocognito", "file://localhost/run/a"):
+        # Any spelling the validation accepts goes to the file store, never to redis-py.
+        assert _shared_quota_url(aiocognito.Limits(shared_quota_url=url)) == url
+        assert fleet(url)._on_host
+    refused = {
+        "file://cache.internal/run/aiocognito": "not a host",
+        "file:relative/dir": "absolute directory",
+        "file:///run/aiocognito?mode=0777": "no query or fragment",
+        "file:///run/aiocognito#x": "no query or fragment",
+        "file:///run%2Faiocognito": "may not encode",
+        "file:///run/ai%00cognito": "may not encode",
+        "file:///": "not /",
+    }
+    for url, problem in refused.items():
+        with pytest.raises(ValueError, match=problem):
+            aiocognito.Limits(shared_quota_url=url)
+
+
+async def _falls_back(url: str, caplog: pytest.LogCaptureFixture, kind: str) -> None:
+    """The limiter on ``url`` refuses the store with one WARNING naming ``kind``, and its
+    calls go on under the local limiter."""
+    limiter = fleet(url, ceiling=50.0)
+    with caplog.at_level("WARNING", logger="aiocognito"):
+        await limiter.attach()
+        try:
+            with anyio.fail_after(5):
+                for _ in range(3):
+                    await limiter.acquire(Priority.INTERACTIVE)
+            assert limiter.statistics().mode == LOCAL_FALLBACK
+            assert limiter.statistics().sent == 3
+        finally:
+            await limiter.detach()
+    assert f"quota (file) unreachable ({kind})" in caplog.text
+
+
+async def test_a_directory_others_may_write_to_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Another user could plant state there that stops this process's calls (a bucket due in
+    # a thousand years) or lets them loose (a rate of a billion), or links and FIFOs.
+    shared = tmp_path / "quota"
+    shared.mkdir()
+    shared.chmod(0o777)
+    await _falls_back(f"file://{shared}", caplog, "QuotaDirectoryNotPrivateError")
+    assert _files(shared, "*") == []  # nothing was written in it
+
+
+@pytest.mark.parametrize("plant", ["fifo", "link"])
+async def test_a_fifo_or_a_link_in_place_of_a_file_never_hangs_or_follows(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, plant: str
+) -> None:
+    url = f"file://{tmp_path}"
+    lock, state = HostStore(url)._paths(KEYS[0])
+    target = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    if plant == "fifo":
+        os.mkfifo(state)  # reading it would block the event loop for good
+        kind = "QuotaDirectoryNotPrivateError"
+    else:
+        lock.symlink_to(target)  # following it would create a file where the link says
+        kind = "OSError"
+    await _falls_back(url, caplog, kind)
+    assert not target.exists()
+
+
+async def test_a_removed_lock_file_is_not_locked_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A /tmp cleaner (or an operator) removes the lock file under running processes: one
+    # still holding the old file must not lock it while a newcomer locks the new one.
+    monkeypatch.setattr(_hostquota, "LOCK_BUDGET", 0.2)
+    args = _args(random.Random(3), 700.0, ["m"])
+    old, new = HostStore(f"file://{tmp_path}"), HostStore(f"file://{tmp_path}")
+    try:
+        await old.register_script("")(keys=KEYS, args=args)
+        lock, _ = old._paths(KEYS[0])
+        lock.unlink()
+        await new.register_script("")(keys=KEYS, args=args)  # makes a new lock file
+        held = new._locks[KEYS[0]]
+        fcntl.flock(held, fcntl.LOCK_EX)  # the newcomer is mid-draw
+        try:
+            with pytest.raises(TimeoutError):
+                await old.register_script("")(keys=KEYS, args=args)
+        finally:
+            fcntl.flock(held, fcntl.LOCK_UN)
+        await old.register_script("")(keys=KEYS, args=args)  # free: it draws, on the new file
+        assert os.fstat(old._locks[KEYS[0]]).st_ino == os.stat(lock).st_ino
+    finally:
+        await old.aclose()
+        await new.aclose()
+
+
+async def test_a_draw_waiting_for_the_lock_gives_up_when_the_store_closes(
+    tmp_path: Path,
+) -> None:
+    store = HostStore(f"file://{tmp_path}")
+    draw = store.register_script("")
+    args = _args(random.Random(4), 800.0, ["m"])
+    try:
+        await draw(keys=KEYS, args=args)
+        lock, state = store._paths(KEYS[0])
+        before = state.read_bytes()
+        holder = os.open(lock, os.O_RDWR)
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def waiting() -> None:
+                    with pytest.raises(ConnectionError):
+                        await draw(keys=KEYS, args=args)
+
+                tg.start_soon(waiting)
+                await anyio.sleep(0.01)  # it polls for the lock meanwhile
+                await store.aclose()  # its lock file's number may now be another file's
+        finally:
+            fcntl.flock(holder, fcntl.LOCK_UN)
+            os.close(holder)
+        assert state.read_bytes() == before  # nothing written without the lock
+    finally:
+        await store.aclose()
+
+
+async def test_a_forked_child_opens_its_own_lock_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A child shares its parent's open files, and a lock on a shared one excludes neither.
+    store = HostStore(f"file://{tmp_path}")
+    draw = store.register_script("")
+    args = _args(random.Random(5), 900.0, ["m"])
+    try:
+        await draw(keys=KEYS, args=args)
+        inherited = store._locks[KEYS[0]]
+        parent = os.getpid()
+        opened: list[int] = []
+        closed: list[int] = []
+        real_open, real_close = os.open, os.close
+
+        def spy_open(*a: Any, **k: Any) -> int:
+            opened.append(real_open(*a, **k))
+            return opened[-1]
+
+        def spy_close(fd: int) -> None:
+            closed.append(fd)
+            real_close(fd)
+
+        monkeypatch.setattr(os, "getpid", lambda: parent + 1)  # "after a fork"
+        monkeypatch.setattr(os, "open", spy_open)
+        monkeypatch.setattr(os, "close", spy_close)
+        await draw(keys=KEYS, args=args)
+        assert closed[0] == inherited  # the copy was closed (never unlocked)...
+        assert store._locks[KEYS[0]] == opened[0]  # ...and the lock file opened anew
+    finally:
+        monkeypatch.undo()
+        await store.aclose()
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        {"version": 1, "touched": "x"},
+        {"version": 1, "touched": 1e12, "bucket": []},
+        {"version": 1, "touched": 1e12, "bucket": {"rate": 0}},
+        {"version": 1, "touched": 1e12, "processes": {"m": "soon"}},
+        {"touched": 1e12, "bucket": {"tat": 1e12}},  # another version's
+    ],
+)
+async def test_state_of_another_shape_is_a_new_bucket(
+    tmp_path: Path, planted: dict[str, Any]
+) -> None:
+    store = HostStore(f"file://{tmp_path}")
+    draw = store.register_script("")
+    args = _args(random.Random(6), 1000.0, ["m"])
+    args[1], args[7], args[17] = 1, "", 0
+    try:
+        _, state = store._paths(KEYS[0])
+        _plant(state, json.dumps(planted))
+        assert (await draw(keys=KEYS, args=args))[0] == 1  # granted, from a fresh bucket
+        assert json.loads(state.read_text())["version"] == 1  # and repaired
+    finally:
+        await store.aclose()
+
+
+def _plant(path: Path, text: str, *, mtime: float | None = None) -> None:
+    path.parent.chmod(0o700)
+    path.write_text(text)
+    path.chmod(0o600)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+
+
+async def test_temporary_files_of_a_killed_writer_are_swept(tmp_path: Path) -> None:
+    leftover = tmp_path / ".abc.tmp"
+    _plant(leftover, "{}", mtime=0)  # long ago
+    recent = tmp_path / ".def.tmp"
+    _plant(recent, "{}")  # perhaps another process's, mid-write
+    store = HostStore(f"file://{tmp_path}")
+    try:
+        await store.register_script("")(keys=KEYS, args=_args(random.Random(7), 1.0, ["m"]))
+    finally:
+        await store.aclose()
+    assert not leftover.exists()
+    assert recent.exists()
 
 
 def test_worker_processes_on_one_host_hold_the_quota_together(tmp_path: Path) -> None:
