@@ -434,7 +434,7 @@ def fleet_text(stats: aiocognito.ClientStatistics) -> str:
     if update is None or update.mode == "local":
         return ""
     if update.mode != "shared":
-        return f"; {update.mode} (redis unreachable)"
+        return f"; {update.mode} (shared quota unreachable)"
     if update.fleet_rate is None:
         return "; shared quota"
     processes = update.fleet_processes or 1

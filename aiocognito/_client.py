@@ -13,7 +13,7 @@ from attrs import frozen
 
 from . import _log
 from ._bulk import BulkUpdate
-from ._config import Limits, RetryPolicy
+from ._config import Limits, RetryPolicy, is_file_url
 from ._dispatch import Dispatcher
 from ._errors import AttributeValidationError, ClientClosedError, ConfigurationError
 from ._limits import CategoryStatistics, Priority, RateLimiter, shared_limiter
@@ -731,6 +731,8 @@ def _shared_quota_url(limits: Limits) -> str | None:
                 raise ValueError(f"{SHARED_QUOTA_ENV}: {exc}") from None
     if not url:
         return None
+    if is_file_url(url):
+        return url  # files on this host: nothing to install
     from ._fleet import require_redis  # noqa: PLC0415
 
     require_redis()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from attrs import field, frozen, validators
 
@@ -20,21 +21,50 @@ def _optional_positive_rate(_inst: object, attribute: object, value: float | Non
         raise ValueError(f"{name} must be a positive number of requests per second or None")
 
 
-#: Where a shared quota may live: Redis over TCP, over TLS, or on a Unix socket.
-SHARED_QUOTA_SCHEMES = ("redis", "rediss", "unix")
+#: Where a shared quota may live: Redis over TCP, over TLS, or on a Unix socket; or, for the
+#: processes of one host, files in a directory.
+SHARED_QUOTA_SCHEMES = ("redis", "rediss", "unix", "file")
+_SCHEMES_TEXT = "a redis://, rediss://, unix:// or file:// URL"
 
 
 def _check_shared_quota_url(_inst: object, _attribute: object, value: str | None) -> None:
     if value is None or value == "":
         return
     if not isinstance(value, str):
-        raise TypeError("shared_quota_url must be a string (a redis://, rediss:// or unix:// URL)")
+        raise TypeError(f"shared_quota_url must be a string ({_SCHEMES_TEXT})")
     scheme = urlsplit(value).scheme
     if scheme not in SHARED_QUOTA_SCHEMES:
         kind = scheme or "bare"
+        raise ValueError(f"shared_quota_url must be {_SCHEMES_TEXT}, not a {kind} one")
+    if scheme == "file":
+        quota_directory(value)
+
+
+def is_file_url(url: str) -> bool:
+    """Whether a shared quota URL names a directory on this host (``file://``)."""
+    return urlsplit(url).scheme == "file"
+
+
+def quota_directory(url: str) -> Path:
+    """The directory a ``file://`` shared quota URL names (``file:///run/aiocognito``)."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
         raise ValueError(
-            f"shared_quota_url must be a redis://, rediss:// or unix:// URL, not a {kind} one"
+            "shared_quota_url: a file:// quota is shared by the processes of one host; "
+            f"give a directory, not a host ({parts.netloc!r}): file:///path/to/directory"
         )
+    if parts.query or parts.fragment:
+        raise ValueError("shared_quota_url: a file:// quota takes no query or fragment")
+    if "%2f" in parts.path.lower() or "%00" in parts.path:
+        raise ValueError("shared_quota_url: a file:// path may not encode '/' or NUL")
+    path = unquote(parts.path)
+    if not path.startswith("/"):
+        raise ValueError(
+            "shared_quota_url: a file:// quota needs an absolute directory: file:///path"
+        )
+    if path.rstrip("/") == "":
+        raise ValueError("shared_quota_url: a file:// quota needs a directory of its own, not /")
+    return Path(path)
 
 
 def redact_url(url: str | None) -> str | None:
@@ -83,7 +113,10 @@ class Limits:
         shared_quota_url: A Redis URL (``redis://host:6379/0``, ``rediss://`` for TLS, or
             ``unix:///path/redis.sock``) that turns on the fleet mode: every process and host
             with the same URL and quota group draws from one bucket per category there, and
-            adapts to throttling together. Needs the ``aiocognito[redis]`` extra. ``None``
+            adapts to throttling together. Needs the ``aiocognito[redis]`` extra. Or a
+            directory, ``file:///run/aiocognito``: the same, for the processes of one host
+            and one user (a web server's workers), with no server to run and no extra
+            (POSIX only); the directory is created ``0700`` if missing. ``None``
             reads the ``AIOCOGNITO_SHARED_QUOTA_URL`` environment variable when the client
             opens; ``""`` turns the fleet mode off even if that is set. If Redis fails, calls
             go on under the process's own limiter (see ``statistics().categories``).

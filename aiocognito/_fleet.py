@@ -81,6 +81,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from . import _log
+from ._config import is_file_url
 from ._errors import ConfigurationError, QuotaDeadlineError
 from ._limits import (
     BURST_SECONDS,
@@ -96,6 +97,8 @@ from ._limits import (
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from ._hostquota import HostStore
 
 __all__ = ["LOCAL", "LOCAL_FALLBACK", "SHARED", "FleetLimiter", "require_redis"]
 
@@ -307,12 +310,14 @@ class FleetLimiter(RateLimiter):
         prefix = f"aiocognito:{{{group}}}:{category}"
         self.keys = (f"{prefix}:bucket", f"{prefix}:processes")
         self.member = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._redis: Redis | None = None
+        self._redis: Redis | HostStore | None = None
         self._script: Any = None
         self._users = 0
         self.mode = SHARED
+        self._on_host = is_file_url(url)
         self._log = _log.FallbackLog(
-            f"the shared {category} quota (redis)", "the local adaptive limiter"
+            f"the shared {category} quota ({'file' if self._on_host else 'redis'})",
+            "the local adaptive limiter",
         )
         self._reconnect: asyncio.Task[None] | None = None
         self.fleet_rate: float | None = None  # the fleet's allowed rate, as last seen
@@ -341,11 +346,16 @@ class FleetLimiter(RateLimiter):
         self._users += 1
         if self._redis is not None:
             return
-        from redis.asyncio import Redis as RedisClient  # noqa: PLC0415 - the optional extra
+        if self._on_host:
+            from ._hostquota import HostStore  # noqa: PLC0415 - imports this module
 
-        self._redis = RedisClient.from_url(
-            self._url, socket_connect_timeout=CONNECT_BUDGET, socket_timeout=CONNECT_BUDGET
-        )
+            self._redis = HostStore(self._url)
+        else:
+            from redis.asyncio import Redis as RedisClient  # noqa: PLC0415 - the optional extra
+
+            self._redis = RedisClient.from_url(
+                self._url, socket_connect_timeout=CONNECT_BUDGET, socket_timeout=CONNECT_BUDGET
+            )
         self._script = self._redis.register_script(_TAKE)
         self.mode = SHARED
         try:

@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
         type=shared_quota_url,
         metavar="URL",
         help="share the account's quota with other processes through Redis (redis://, "
-        "rediss:// or unix://; needs aiocognito[redis]); default: $AIOCOGNITO_SHARED_QUOTA_URL",
+        "rediss:// or unix://; needs aiocognito[redis]) or, on one host, a directory "
+        "(file:///path); default: $AIOCOGNITO_SHARED_QUOTA_URL",
     )
     update.add_argument("--journal", metavar="FILE", help="default: INPUT's name + .journal")
     update.add_argument(

@@ -32,7 +32,7 @@ from aiocognito._errors import error_code
 from benchmarks._common import CONCURRENCY, KEYS, REGION, THREADS
 from benchmarks._peak import own_peak_rss_mib
 from benchmarks._peers import boto3_client, raw_client, wire
-from benchmarks._redis import shared_quota, shared_quota_killed_after
+from benchmarks._redis import host_quota, shared_quota, shared_quota_killed_after
 from benchmarks._scenarios import (
     SCENARIOS,
     WEB_USERS,
@@ -387,6 +387,8 @@ CONTENDERS = {
         Contender("aiocognito", _aiocognito),
         # The fleet mode: every process of the run draws from one bucket in a fresh Redis.
         Contender("aiocognito-shared", _aiocognito, extra_limits=shared_quota),
+        # The same on one host with no Redis: the bucket in files in a fresh directory.
+        Contender("aiocognito-host", _aiocognito, extra_limits=host_quota),
         # ...and that Redis is killed (SIGKILL) part-way: the processes fall back and finish.
         Contender(
             "aiocognito-shared-killed",

@@ -15,7 +15,7 @@ from typing import Any
 
 from tests.redis_server import RedisServer, redis_server_binary
 
-__all__ = ["shared_quota", "shared_quota_killed_after"]
+__all__ = ["host_quota", "shared_quota", "shared_quota_killed_after"]
 
 
 @contextlib.contextmanager
@@ -37,6 +37,13 @@ def shared_quota() -> Iterator[dict[str, Any]]:
     """``Limits`` keywords that share the run's quota through a fresh Redis."""
     with _server() as server:
         yield {"shared_quota_url": server.url}
+
+
+@contextlib.contextmanager
+def host_quota() -> Iterator[dict[str, Any]]:
+    """``Limits`` keywords that share the run's quota through files in a fresh directory."""
+    with tempfile.TemporaryDirectory() as directory:
+        yield {"shared_quota_url": f"file://{directory}/quota"}
 
 
 def shared_quota_killed_after(seconds: float) -> Any:

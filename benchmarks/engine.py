@@ -23,6 +23,8 @@ Contenders:
   aiocognito-shared         the same, every process of the run sharing the quota through a
                             fresh redis-server (Limits(shared_quota_url=...))
   aiocognito-shared-killed  the same, with that Redis killed (SIGKILL) 4 s into the run
+  aiocognito-host           the same through files in a directory, with no Redis
+                            (Limits(shared_quota_url="file:///...")): one host's processes
   raw-legacy      aiobotocore, asyncio.gather under a semaphore of 64, botocore's legacy retries
   raw-standard    the same with retries={"mode": "standard"}
   raw-adaptive    the same with retries={"mode": "adaptive"}

@@ -2,6 +2,7 @@
 
     pip install 'aiocognito[redis]'
     python examples/fleet.py [--workers 4] [--updates 800] [--quota 50] [--redis-url URL]
+    python examples/fleet.py --on-host            # through files in a directory: no Redis
     python examples/fleet.py --uncoordinated      # the same run, each worker on its own
 
 Cognito's quota belongs to the account, not to a process. Each worker here is a separate
@@ -9,8 +10,10 @@ process, told the whole quota (as every worker of a web backend would be), runni
 update of its share of the users against one embedded fake Cognito that enforces ``--quota``.
 With ``--redis-url`` (default: ``$AIOCOGNITO_SHARED_QUOTA_URL``, else a throwaway
 ``redis-server`` started here if one is installed) they draw from one bucket in Redis and the
-fake throttles almost nothing; with ``--uncoordinated`` each paces itself alone and learns of
-the others only by being throttled. The table shows each worker's rate and the aggregate.
+fake throttles almost nothing; ``--on-host`` does the same through files in a temporary
+directory (``file://``), as the workers of one host may; with ``--uncoordinated`` each paces
+itself alone and learns of the others only by being throttled. The table shows each worker's
+rate and the aggregate.
 """
 
 from __future__ import annotations
@@ -134,11 +137,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     parser.add_argument("--updates", type=int, default=800)
     parser.add_argument("--quota", type=float, default=50.0)
     parser.add_argument("--redis-url", default=os.environ.get("AIOCOGNITO_SHARED_QUOTA_URL"))
+    parser.add_argument("--on-host", action="store_true", help="share through a directory")
     parser.add_argument("--uncoordinated", action="store_true", help="no shared quota")
     args = parser.parse_args(argv)
     options = {"workers": args.workers, "updates": args.updates, "quota": args.quota}
     if args.uncoordinated:
         return run(url="", **options)
+    if args.on_host:
+        with tempfile.TemporaryDirectory() as directory:
+            return run(url=f"file://{directory}/quota", **options)
     if args.redis_url:
         return run(url=args.redis_url, **options)
     with throwaway_redis() as url:

@@ -139,3 +139,11 @@ def test_fleet_example(redis_server: RedisServer, capsys: pytest.CaptureFixture[
     table = capsys.readouterr().out
     assert "all" in table
     assert "quota 40/s" in table
+
+
+def test_fleet_example_on_one_host(capsys: pytest.CaptureFixture[str]) -> None:
+    example = load("fleet")
+    reports = example.main(["--workers", "2", "--updates", "80", "--quota", "40", "--on-host"])
+    assert [r["ok"] for r in reports] == [40, 40]
+    assert [r["mode"] for r in reports] == ["shared", "shared"]
+    assert "quota 40/s" in capsys.readouterr().out

@@ -465,8 +465,8 @@ def test_the_url_password_never_shows() -> None:
 
 
 @pytest.mark.parametrize("url", ["http://cache:6379", "cache:6379", "memcached://x"])
-def test_only_redis_urls_are_accepted(url: str) -> None:
-    with pytest.raises(ValueError, match="redis://, rediss:// or unix://"):
+def test_only_redis_and_file_urls_are_accepted(url: str) -> None:
+    with pytest.raises(ValueError, match="redis://, rediss://, unix:// or file://"):
         aiocognito.Limits(shared_quota_url=url)
 
 
