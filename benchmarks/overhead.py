@@ -22,6 +22,7 @@ the SDK's in-memory exporter (through SimpleSpanProcessor) and metric reader:
 Paced at a quota, to price the fleet mode (needs redis-server; one is started for the run):
   aiocognito-paced   the admin call under the local limiter at 1,000 requests/s
   aiocognito-shared  the same, the quota shared through Redis (Limits(shared_quota_url=...))
+  aiocognito-host    the same, shared through files in a directory (file://, one host)
 Run only when named (--contender), to tell the SDK's costs apart: the same, with an exporter that
 keeps nothing, as a network exporter does once it has sent (the in-memory exporter keeps every
 span, and the garbage collector walks them all on each full collection):
@@ -74,7 +75,7 @@ from benchmarks._common import (
     child_env,
     print_heading,
 )
-from benchmarks._redis import shared_quota
+from benchmarks._redis import host_quota, shared_quota
 
 
 def _token(i: int) -> str:
@@ -91,14 +92,15 @@ WIRE_ATTRS = [{"Name": k, "Value": v} for k, v in ATTRS.items()]
 CONTENDERS = [
     "aiocognito", "raw-legacy", "raw-standard", "raw-adaptive", "boto3-threads",
     "aiocognito-token", "raw-legacy-token", "aiocognito-otel", "aiocognito-otel-token",
-    "aiocognito-paced", "aiocognito-shared",
+    "aiocognito-paced", "aiocognito-shared", "aiocognito-host",
 ]  # fmt: skip
 # The paced contenders' quota: high enough to keep the stub busy, low enough that every call
 # waits for the limiter (the stub alone answers a few thousand calls/s).
 PACED_RATE = 1000.0
 # The fleet contender against the same pacing done locally: the target is set against that.
-LOCAL_PACING = {"aiocognito-shared": "aiocognito-paced"}
+LOCAL_PACING = {"aiocognito-shared": "aiocognito-paced", "aiocognito-host": "aiocognito-paced"}
 REDIS_URL_ENV = "AIOCOGNITO_BENCH_REDIS_URL"  # the run's redis-server, for the fleet contender
+HOST_URL_ENV = "AIOCOGNITO_BENCH_HOST_URL"  # the run's directory, for the one-host contender
 # Diagnostics, run only when named: instrumented, with an exporter that keeps nothing.
 DIAGNOSTICS = ["aiocognito-otel-drop", "aiocognito-otel-drop-token"]
 # Instrumented contenders are also compared with the same call uninstrumented: the target is
@@ -216,8 +218,11 @@ async def _worker(contender: str, url: str, calls: int) -> dict[str, float]:
         limits = aiocognito.Limits(
             max_concurrency=CONCURRENCY, user_update_rps=None, adaptive=False
         )
-        if contender in ("aiocognito-paced", "aiocognito-shared"):
-            shared = os.environ[REDIS_URL_ENV] if contender == "aiocognito-shared" else ""
+        if contender in ("aiocognito-paced", "aiocognito-shared", "aiocognito-host"):
+            shared = {
+                "aiocognito-shared": lambda: os.environ[REDIS_URL_ENV],
+                "aiocognito-host": lambda: os.environ[HOST_URL_ENV],
+            }.get(contender, lambda: "")()
             limits = aiocognito.Limits(
                 max_concurrency=CONCURRENCY, user_update_rps=PACED_RATE, shared_quota_url=shared
             )
@@ -323,10 +328,11 @@ def table(results: dict[str, list[dict[str, float]]]) -> str:
     for contender, local in LOCAL_PACING.items():
         if contender in med and local in med:
             shared_cost = med[contender]["cpu_us_per_call"] / med[local]["cpu_us_per_call"]
+            through = "files in a directory" if contender == "aiocognito-host" else "Redis"
             lines += [
                 "",
-                f"{contender} against {local} (the quota shared through Redis against paced "
-                f"locally, both at {PACED_RATE:,.0f}/s): CPU per call {shared_cost:.2f}x.",
+                f"{contender} against {local} (the quota shared through {through} against "
+                f"paced locally, both at {PACED_RATE:,.0f}/s): CPU per call {shared_cost:.2f}x.",
             ]
     for contender, plain in UNINSTRUMENTED.items():
         if contender in med and plain in med:
@@ -386,6 +392,9 @@ def main() -> None:
         if "aiocognito-shared" in args.contender:
             redis = stack.enter_context(shared_quota())
             os.environ[REDIS_URL_ENV] = redis["shared_quota_url"]  # child_env() passes it on
+        if "aiocognito-host" in args.contender:
+            directory = stack.enter_context(host_quota())
+            os.environ[HOST_URL_ENV] = directory["shared_quota_url"]
         for run in range(args.runs):
             for contender in args.contender:
                 figures = run_once(contender, url, args.calls)
