@@ -435,9 +435,10 @@ def test_every_contender_runs_the_memory_scenario(contender: str, tmp_path: Path
 
 
 def test_every_contender_runs_the_overhead_scenario(
-    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv(overhead.REDIS_URL_ENV, redis_server.url)  # for aiocognito-shared
+    monkeypatch.setenv(overhead.HOST_URL_ENV, f"file://{tmp_path}/quota")  # aiocognito-host
     with overhead.stub_server() as url:
         for contender in overhead.CONTENDERS:
             figures = overhead.run_once(contender, url, 20)
