@@ -12,9 +12,6 @@ import contextlib
 import io
 import json
 import logging
-import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,13 +29,12 @@ from aiocognito._errors import QuotaDeadlineError
 from aiocognito._fleet import LOCAL_FALLBACK, SHARED, FleetLimiter
 from aiocognito._limits import CategoryStatistics, Priority
 from aiocognito.testing import FakeCognito
+from tests.fleet_workers import workers_hold_the_quota_together
 from tests.gates import wait_until
 from tests.redis_server import DelayingProxy, RedisServer
 
 pytestmark = pytest.mark.redis
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-WORKER_ENV = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent)}
 
 KEYS = ["aiocognito:{g}:UserUpdate:bucket", "aiocognito:{g}:UserUpdate:processes"]
 
@@ -495,37 +491,7 @@ def test_a_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_worker_processes_hold_the_account_quota_together(
     redis_server: RedisServer,
 ) -> None:
-    """Three processes, each told the whole quota, stay under it together: no throttles.
-
-    The workers are examples/fleet.py's, each a bulk update of its share of the users.
-    """
-    fake = FakeCognito(user_update_rps=40, per_user_write_rps=None, seed=3)
-    pool = fake.create_pool()
-    fake.seed_users(pool.id, 150)
-    with fake.run_in_thread():
-        workers = []
-        for w in range(3):
-            command = [
-                sys.executable, str(EXAMPLES / "fleet.py"), "--worker", fake.endpoint_url,
-                pool.id, redis_server.url, str(50 * w), "50", "40",
-            ]  # fmt: skip
-            workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, env=WORKER_ENV))
-        reports = []
-        for worker in workers:
-            out, _ = worker.communicate(timeout=120)
-            assert worker.returncode == 0
-            reports.append(json.loads(out))
-        stats = fake.quotas.stats()["UserUpdate"]
-    assert [r["ok"] for r in reports] == [50, 50, 50]
-    assert max(r["fleet_processes"] for r in reports) >= 2
-    assert stats.admitted == 150
-    # Uncoordinated, each would send at 40/s into a 40/s quota (87 throttles in one run);
-    # shared, they hold it together. On a starved machine a Redis round trip may pass its
-    # 50 ms budget three times running, and a process then paces itself alone for a moment:
-    # then only the calls' success is promised.
-    if not any(r["fallbacks"] for r in reports):
-        assert all(r["mode"] == "shared" for r in reports)
-        assert stats.throttled <= 2
+    workers_hold_the_quota_together(redis_server.url)
 
 
 # ------------------------------------------------------------------------------------------

@@ -13,8 +13,6 @@ import json
 import os
 import random
 import stat
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +26,10 @@ from aiocognito._client import _shared_quota_url
 from aiocognito._fleet import LOCAL_FALLBACK, SHARED, FleetLimiter
 from aiocognito._hostquota import HostStore
 from aiocognito._limits import Priority
-from aiocognito.testing import FakeCognito
+from tests.fleet_workers import workers_hold_the_quota_together
 from tests.gates import wait_until
 from tests.redis_server import RedisServer
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-WORKER_ENV = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent)}
 KEYS = ["aiocognito:{g}:UserUpdate:bucket", "aiocognito:{g}:UserUpdate:processes"]
 
 
@@ -411,29 +407,4 @@ async def test_temporary_files_of_a_killed_writer_are_swept(tmp_path: Path) -> N
 
 
 def test_worker_processes_on_one_host_hold_the_quota_together(tmp_path: Path) -> None:
-    """Three processes, each told the whole quota, share it through a directory."""
-    fake = FakeCognito(user_update_rps=40, per_user_write_rps=None, seed=3)
-    pool = fake.create_pool()
-    fake.seed_users(pool.id, 150)
-    url = f"file://{tmp_path}/quota"
-    with fake.run_in_thread():
-        workers = []
-        for w in range(3):
-            command = [
-                sys.executable, str(EXAMPLES / "fleet.py"), "--worker", fake.endpoint_url,
-                pool.id, url, str(50 * w), "50", "40",
-            ]  # fmt: skip
-            workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, env=WORKER_ENV))
-        reports = []
-        for worker in workers:
-            out, _ = worker.communicate(timeout=120)
-            assert worker.returncode == 0
-            reports.append(json.loads(out))
-        stats = fake.quotas.stats()["UserUpdate"]
-    assert [r["ok"] for r in reports] == [50, 50, 50]
-    assert max(r["fleet_processes"] for r in reports) >= 2
-    assert stats.admitted == 150
-    # Uncoordinated, each would send at 40/s into a 40/s quota (87 throttles in one run).
-    if not any(r["fallbacks"] for r in reports):
-        assert all(r["mode"] == "shared" for r in reports)
-        assert stats.throttled <= 2
+    workers_hold_the_quota_together(f"file://{tmp_path}/quota")
