@@ -1,4 +1,4 @@
-"""Worker processes of examples/fleet.py sharing one quota: the fleet tests' end-to-end check."""
+"""Checks the fleet's stores share: Redis (tests/test_fleet.py) and a directory (test_hostquota)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import anyio
+
+from aiocognito._fleet import SHARED, FleetLimiter
+from aiocognito._limits import Priority
 from aiocognito.testing import FakeCognito
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -46,3 +50,27 @@ def workers_hold_the_quota_together(url: str) -> None:
     if not any(r["fallbacks"] for r in reports):
         assert all(r["mode"] == "shared" for r in reports)
         assert stats.throttled <= 2
+
+
+async def two_limiters_share_one_quota(url: str) -> None:
+    """Two limiters (as two processes) on one store at 200/s take 200 tokens no faster than
+    the bucket allows, whoever takes them, and each sees the other."""
+    a, b = (FleetLimiter("UserUpdate", 200.0, adaptive=True, url=url, group="g") for _ in "ab")
+    await a.attach()
+    await b.attach()
+    try:
+        started = anyio.current_time()
+        async with anyio.create_task_group() as tg:
+            for limiter in (a, b):
+                for _ in range(100):
+                    tg.start_soon(limiter.acquire, Priority.BULK)
+        elapsed = anyio.current_time() - started
+        # 200 tokens at 200/s, 40 of them a burst: no faster than 0.8 s, whoever takes them.
+        assert elapsed >= 0.8 * 0.97
+        stats = a.statistics()
+        assert (stats.mode, stats.fleet_rate, stats.fleet_processes) == (SHARED, 200.0, 2)
+        assert stats.fallbacks == 0
+        assert a.statistics().sent == b.statistics().sent == 100
+    finally:
+        await a.detach()
+        await b.detach()

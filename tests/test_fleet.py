@@ -29,7 +29,7 @@ from aiocognito._errors import QuotaDeadlineError
 from aiocognito._fleet import LOCAL_FALLBACK, SHARED, FleetLimiter
 from aiocognito._limits import CategoryStatistics, Priority
 from aiocognito.testing import FakeCognito
-from tests.fleet_workers import workers_hold_the_quota_together
+from tests.fleet_workers import two_limiters_share_one_quota, workers_hold_the_quota_together
 from tests.gates import wait_until
 from tests.redis_server import DelayingProxy, RedisServer
 
@@ -223,25 +223,7 @@ def fleet(url: str, *, ceiling: float | None = 200.0, group: str = "g") -> Fleet
 
 
 async def test_two_processes_share_one_quota(redis_server: RedisServer) -> None:
-    a, b = fleet(redis_server.url), fleet(redis_server.url)
-    await a.attach()
-    await b.attach()
-    try:
-        started = anyio.current_time()
-        async with anyio.create_task_group() as tg:
-            for limiter in (a, b):
-                for _ in range(100):
-                    tg.start_soon(limiter.acquire, Priority.BULK)
-        elapsed = anyio.current_time() - started
-        # 200 tokens at 200/s, 40 of them a burst: no faster than 0.8 s, whoever takes them.
-        assert elapsed >= 0.8 * 0.97
-        stats = a.statistics()
-        assert (stats.mode, stats.fleet_rate, stats.fleet_processes) == (SHARED, 200.0, 2)
-        assert stats.fallbacks == 0
-        assert a.statistics().sent == b.statistics().sent == 100
-    finally:
-        await a.detach()
-        await b.detach()
+    await two_limiters_share_one_quota(redis_server.url)
 
 
 async def test_callers_waiting_together_lease_tokens_together(redis_server: RedisServer) -> None:

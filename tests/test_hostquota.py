@@ -26,7 +26,7 @@ from aiocognito._client import _shared_quota_url
 from aiocognito._fleet import LOCAL_FALLBACK, SHARED, FleetLimiter
 from aiocognito._hostquota import HostStore
 from aiocognito._limits import Priority
-from tests.fleet_workers import workers_hold_the_quota_together
+from tests.fleet_workers import two_limiters_share_one_quota, workers_hold_the_quota_together
 from tests.gates import wait_until
 from tests.redis_server import RedisServer
 
@@ -101,25 +101,7 @@ def fleet(url: str, *, ceiling: float | None = 200.0) -> FleetLimiter:
 
 
 async def test_two_limiters_share_one_quota_through_a_directory(tmp_path: Path) -> None:
-    url = f"file://{tmp_path}/quota"
-    a, b = fleet(url), fleet(url)
-    await a.attach()
-    await b.attach()
-    try:
-        started = anyio.current_time()
-        async with anyio.create_task_group() as tg:
-            for limiter in (a, b):
-                for _ in range(100):
-                    tg.start_soon(limiter.acquire, Priority.BULK)
-        elapsed = anyio.current_time() - started
-        # 200 tokens at 200/s, 40 of them a burst: no faster than 0.8 s, whoever takes them.
-        assert elapsed >= 0.8 * 0.97
-        stats = a.statistics()
-        assert (stats.mode, stats.fleet_rate, stats.fleet_processes) == (SHARED, 200.0, 2)
-        assert a.statistics().sent == b.statistics().sent == 100
-    finally:
-        await a.detach()
-        await b.detach()
+    await two_limiters_share_one_quota(f"file://{tmp_path}/quota")
     # Only this user may read or pace through it.
     directory = tmp_path / "quota"
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
