@@ -2,7 +2,8 @@
 
 Order of work for one request::
 
-    per-user lane (order, merging) -> quota (per category, by priority) -> concurrency slot
+    per-user lane (order, merging) -> quota (per category, by priority, inherited in the lane)
+        -> concurrency slot
         -> one attempt on the wire -> retry decision (backoff, split, or the caller's result)
 
 **Per-user lanes.** Updates, deletes and verification calls for one user (one pool and username,
@@ -55,6 +56,19 @@ result or error and no error names another caller's attributes. Errors that belo
 the token or the service (user not found, expired token, throttling, 5xx after the last retry)
 go to every caller in the call.
 
+**Priority inheritance.** Quota is served by priority, interactive (per-call) work before bulk
+rows (:mod:`aiocognito._limits`). But a lane keeps order: an interactive call queued behind a
+bulk row for the same user waits for that row, and if the row waited for quota at bulk
+priority, the call would wait for every bulk row queued for quota ahead of it (dozens, at a
+bulk job's read-ahead), its own priority notwithstanding. So the head of a lane takes quota at
+the highest priority of any live change in the lane, its own or one queued behind it: when it
+asks (after a backoff too), from the lane as it is then; while it waits, an interactive call
+that joins the lane promotes its :class:`~aiocognito._limits.QuotaClaim`, moving it to the tail
+of the interactive queue. Promoted, it is no longer held to its bulk job's ``max_share``
+(interactive work never is), and it is not charged to the share: a refund gives back what the
+grant charged. A promotion is not undone if the interactive caller then leaves: one bulk row
+going early does no harm, and moving it back could not restore its place.
+
 **Closing.** :meth:`Dispatcher.aclose` fails every queued or in-flight call at once with
 :class:`ClientClosedError`: queued calls take no quota, and flights are cancelled.
 """
@@ -86,7 +100,7 @@ from ._errors import (
     TransportError,
     error_code,
 )
-from ._limits import Priority, RateLimiter, ShareLimit, loop_time
+from ._limits import Priority, QuotaClaim, RateLimiter, ShareLimit, loop_time
 from ._operations import OPERATIONS
 from ._protocol import Transport
 from ._retry import RetryClass, classify, retry_delay
@@ -378,6 +392,9 @@ class _Batch:
     frozen: tuple[dict[str, Any], tuple[str, ...], list[_Ticket]] | None = field(
         default=None, repr=False
     )
+    #: While its attempt waits for quota: its claim, which an interactive caller queuing behind
+    #: it in the lane promotes (see "Priority inheritance" above).
+    claim: QuotaClaim | None = None
 
 
 @define(eq=False)
@@ -587,6 +604,9 @@ class Dispatcher:
             lane = found if found is not None else self._lanes.setdefault(key, _Lane(key))
         ticket.lane = lane
         lane.pending.append(ticket)
+        waiting = lane.batch.claim if lane.batch is not None else None
+        if waiting is not None and ticket.job.priority is Priority.INTERACTIVE:
+            waiting.promote()  # it holds this call up: it waits for quota as interactive now
         self._advance(lane)
         return lane
 
@@ -687,13 +707,20 @@ class Dispatcher:
         batch: _Batch,
         live: list[_Ticket],
         limiter: RateLimiter,
+        priority: Priority,
         share: ShareLimit | None,
-    ) -> bool:
-        """Take quota for the next attempt; False if the quota cannot fit it in its deadline."""
+    ) -> QuotaClaim | None:
+        """Take quota for the next attempt: its claim, granted; None if the quota cannot fit
+        it in its deadline.
+
+        While it waits, the claim is the batch's, for an interactive caller that queues behind
+        it in the lane to promote (:meth:`_enqueue`).
+        """
         deadline = _latest_deadline(live)
         asked = loop_time()
+        claim = batch.claim = QuotaClaim()
         try:
-            await limiter.acquire(min(t.job.priority for t in live), deadline=deadline, share=share)
+            await limiter.acquire(priority, deadline=deadline, share=share, claim=claim)
         except QuotaDeadlineError as exc:  # this attempt was never sent
             self._count_error(exc)
             # After an earlier attempt, the caller gets that attempt's error: it may have been
@@ -702,12 +729,14 @@ class Dispatcher:
             for ticket in live:
                 ticket.finish(result=None, error=error, attempts=batch.attempts)
             lane.batch = None
-            return False
+            return None
+        finally:
+            batch.claim = None
         waited = loop_time() - asked
         if waited > 0:
             for ticket in live:
                 ticket.quota_wait += waited
-        return True
+        return claim
 
     async def _launch(self, lane: _Lane, batch: _Batch, live: list[_Ticket]) -> None:
         """Wait out any backoff, take quota and a slot, and put one attempt on the wire."""
@@ -715,10 +744,19 @@ class Dispatcher:
             await anyio.sleep_until(batch.retry_at)
         first = live[0].job
         priority = min(t.job.priority for t in live)
+        if priority is not Priority.INTERACTIVE and any(
+            t.live and t.job.priority is Priority.INTERACTIVE for t in lane.pending
+        ):
+            # An interactive call queued behind it in the lane waits for it: it asks as one
+            # (priority inheritance; promoted later if such a call comes while it waits).
+            priority = Priority.INTERACTIVE
         limiter = self._limiters.get(OPERATIONS[first.operation].category)
         share = None if priority is Priority.INTERACTIVE else first.share
-        if limiter is not None and not await self._admit(lane, batch, live, limiter, share):
-            return
+        if limiter is not None:
+            claim = await self._admit(lane, batch, live, limiter, priority, share)
+            if claim is None:
+                return
+            share = claim.share  # what the token was charged to: None if it was promoted
         admitted = loop_time()  # the round trip the limiter learns starts here
         try:
             await self._slots.acquire()

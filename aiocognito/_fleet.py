@@ -44,6 +44,18 @@ burst holds two or more) for interactive callers. A bulk job's ``max_share`` cap
 the fleet's rate, since the rate its :class:`~aiocognito._limits.ShareLimit` is paced from is the
 fleet's.
 
+Promotion (priority inheritance, see :mod:`aiocognito._dispatch`) works as in the local
+limiter: a promoted :class:`~aiocognito._limits.QuotaClaim` moves to the tail of this process's
+interactive queue, and from its next draw on it draws as interactive, so the reserve is open
+to it and it asks for the interactive callers' tokens only; its share is not charged. The
+claim goes with its caller between the fleet's queue and the local limiter's (Redis failing or
+slow), so a promotion holds wherever it waits. A draw already on its way to Redis when the
+claim is promoted was sent as bulk: if the reserve refused it, the claim asks again at once.
+The wait a bulk draw is told ("no token before then") leaves the reserve out, so an
+interactive head, promoted or not, does not wait for it but asks the bucket itself. Other
+processes' bulk callers are not reordered: each process orders its own callers; across
+processes, the reserve is what puts interactive work first.
+
 Redis failing never fails a call. A round trip over ``REDIS_BUDGET`` (slow), a connection error
 (unreachable) or any Redis error falls back, within that request, to the process's own adaptive
 limiter. It starts at the fleet's rate divided by the processes last seen drawing (this
@@ -88,11 +100,11 @@ from ._limits import (
     MIN_RATE,
     CategoryStatistics,
     Priority,
+    QuotaClaim,
     RateLimiter,
     ShareLimit,
     _AdaptiveRate,
     _Queues,
-    _Waiter,
 )
 
 if TYPE_CHECKING:
@@ -327,12 +339,15 @@ class FleetLimiter(RateLimiter):
         self._throttles = 0
         self._leased: deque[float] = deque()  # expiry instants of tokens taken ahead
         self._due = -math.inf  # when the bucket will next have a token for us, as last told
+        # ...to a draw at this priority: a bulk draw's answer leaves out the interactive reserve
+        self._due_for = Priority.INTERACTIVE
         self._waiting = _Queues()  # callers waiting for the fleet's bucket
         self._local_scopes: set[anyio.CancelScope] = set()  # callers waiting locally
         self.takes = 0  # round trips to Redis that answered
         self._slow = 0  # round trips in a row over REDIS_BUDGET
         self._trip = 0.0  # the round trip to Redis, smoothed
         self._asked = 1  # tokens the last draw asked for
+        self._asked_as = Priority.INTERACTIVE  # ...and at which priority
         self._debt = 0  # requests sent on locally that no token paid for, to charge
         self._debt_at = -math.inf  # when the last of them went
         self._served: _Served | None = None  # the request the last slow draw sent on locally
@@ -405,27 +420,38 @@ class FleetLimiter(RateLimiter):
         *,
         deadline: float | None = None,
         share: ShareLimit | None = None,
+        claim: QuotaClaim | None = None,
     ) -> None:
-        """Wait for the fleet's quota to allow one request; see :meth:`RateLimiter.acquire`."""
+        """Wait for the fleet's quota to allow one request; see :meth:`RateLimiter.acquire`.
+
+        The claim goes with the caller from queue to queue (the fleet's, the local limiter's
+        while Redis fails or is slow), so a promotion takes effect wherever it waits; see the
+        module docstring.
+        """
+        if claim is None:
+            claim = QuotaClaim()
+        claim._bind(priority, share)
         while self.mode != SHARED:
-            if await self._acquire_locally(priority, deadline, share):
+            if await self._acquire_locally(claim, deadline):
                 return None
         if deadline is not None:
-            ahead = self._waiting.ahead(priority)
+            ahead = self._waiting.ahead(claim.priority)
             rate = self.fleet_rate or super().rate() or 1.0
             self._too_late(self._clock() + ahead / rate, deadline, ahead)
-        waiter = _Waiter(priority, share)
+        waiter = claim
         self._waiting.join(waiter)
         try:
             while True:
                 if self.mode != SHARED:  # Redis failed meanwhile: go on locally
                     self._waiting.leave(waiter)
-                    return await self.acquire(priority, deadline=deadline, share=share)
+                    return await self.acquire(
+                        claim.priority, deadline=deadline, share=claim.share, claim=claim
+                    )
                 if self._waiting.head() is not waiter:
                     await self._wait_behind(self._waiting, waiter, deadline)
                     continue
                 waiter.wake = anyio.Event()
-                wait = await self._turn(priority, deadline, share)
+                wait = await self._turn(claim, deadline)
                 if wait is None:
                     continue  # Redis failed: the loop goes on locally
                 if wait == 0.0:
@@ -440,7 +466,7 @@ class FleetLimiter(RateLimiter):
                             self._seed(fair)
                     try:
                         return await RateLimiter.acquire(
-                            self, priority, deadline=deadline, share=share
+                            self, claim.priority, deadline=deadline, share=claim.share, claim=claim
                         )
                     except BaseException:
                         if served is not None:
@@ -462,9 +488,7 @@ class FleetLimiter(RateLimiter):
             self._keep(self._clock())  # the late token it took serves the next caller
         served.used = 0
 
-    async def _acquire_locally(
-        self, priority: Priority, deadline: float | None, share: ShareLimit | None
-    ) -> bool:
+    async def _acquire_locally(self, claim: QuotaClaim, deadline: float | None) -> bool:
         """Wait under the local limiter; False if Redis came back first (then share again).
 
         A caller left in the local queue after the fleet is back would be paced locally *and*
@@ -473,29 +497,38 @@ class FleetLimiter(RateLimiter):
         with anyio.CancelScope() as scope:
             self._local_scopes.add(scope)
             try:
-                await super().acquire(priority, deadline=deadline, share=share)
+                await super().acquire(
+                    claim.priority, deadline=deadline, share=claim.share, claim=claim
+                )
                 return True
             finally:
                 self._local_scopes.discard(scope)
         return False
 
-    async def _turn(
-        self, priority: Priority, deadline: float | None, share: ShareLimit | None
-    ) -> float | None:
+    async def _turn(self, claim: QuotaClaim, deadline: float | None) -> float | None:
         """The head's turn: 0.0 if it has its token, else the seconds to wait; None on failure,
-        :data:`SERVE_LOCALLY` if Redis was slow."""
+        :data:`SERVE_LOCALLY` if Redis was slow.
+
+        The claim's priority and share are read as they stand at each step: a promotion during
+        the round trip to Redis means the token granted is not charged to the share, and a
+        refusal (the bulk reserve) is asked again at once, as interactive.
+        """
         now = self._clock()
         wait = 0.0
-        if share is not None:
-            wait = share._ready(now, self.fleet_rate or super().rate() or 1.0)
-        if wait == 0.0 and not self._leased:
-            wait = max(0.0, self._due - now)  # the bucket has no token for us before then
+        if claim.share is not None:
+            wait = claim.share._ready(now, self.fleet_rate or super().rate() or 1.0)
+        # When the bucket has a token for us again, as last told; an interactive head does not
+        # wait for a time told to a bulk draw, which the reserve held back: it asks itself.
+        bulk_due = self._due_for is Priority.BULK and claim.priority is Priority.INTERACTIVE
+        if wait == 0.0 and not self._leased and not bulk_due:
+            wait = max(0.0, self._due - now)
         if wait == 0.0:
             self._too_late(now + self._redis_trip(), deadline, 0)
             if not self._lease(now):
                 # A token for every caller waiting (leased: up to LEASE_SECONDS of the rate);
                 # an interactive head asks for the interactive callers only, and so waits for
                 # no more tokens than they need.
+                priority = claim.priority
                 wanted = (
                     len(self._waiting.by_priority[Priority.INTERACTIVE])
                     if priority is Priority.INTERACTIVE
@@ -512,9 +545,10 @@ class FleetLimiter(RateLimiter):
                 except QuotaDeadlineError:
                     self._keep(self._clock())  # the token serves the next caller
                     raise
-                if share is not None:
-                    share._take()
+                if claim.share is not None:
+                    claim.share._take()
                 self._sent += 1
+                claim.granted = True
                 return 0.0
         # The rate may have fallen since the estimate: check again at every turn.
         self._too_late(self._clock() + wait, deadline, 0)
@@ -538,7 +572,7 @@ class FleetLimiter(RateLimiter):
         wanted = max(1, min(wanted, math.floor(rate * LEASE_SECONDS)))
         answers, throttles, debt = self._answers, self._throttles, self._debt
         self._answers = self._throttles = self._debt = 0
-        self._asked = wanted
+        self._asked, self._asked_as = wanted, priority
         now = self._clock()
         args = self._arguments(
             now, priority, wanted, answers, throttles, debt=debt, debt_age=now - self._debt_at
@@ -672,6 +706,7 @@ class FleetLimiter(RateLimiter):
         if granted == 0:
             return max(wait, 1e-6) + jitter
         self._due = now + wait + jitter
+        self._due_for = self._asked_as
         for _ in range(granted - used):
             self._keep(now)
         if late:

@@ -7,6 +7,12 @@ Pacing. Tokens accrue at the allowed rate; the bucket holds at most ``BURST_SECO
 fifth of a second), well under the one second Cognito's own bucket holds, so the server keeps a
 reserve that absorbs network jitter. Callers wait in FIFO order per priority; interactive
 callers always go before bulk ones, and a bulk job may be capped at a share of the rate.
+A caller may pass a :class:`QuotaClaim` and *promote* it while it waits: it moves to the tail
+of the interactive queue and leaves its share cap behind. The engine does so when an
+interactive call queues behind a user's bulk row (priority inheritance, see
+:mod:`aiocognito._dispatch`). Deadlines are judged on the place a caller has: a claim promoted
+before it queues is estimated as interactive, and one promoted while it waits is judged again
+at each turn, as every waiter is.
 
 Adapting. Throttles are judged per window of answers, not one by one. A throttle means one of
 three things, and the limiter must tell them apart from its own answers alone:
@@ -139,6 +145,7 @@ from ._errors import QuotaDeadlineError
 __all__ = [
     "CategoryStatistics",
     "Priority",
+    "QuotaClaim",
     "RateLimiter",
     "ShareLimit",
     "loop_time",
@@ -692,13 +699,58 @@ class ShareLimit:
         self._bucket.tokens -= 1.0
 
 
-class _Waiter:
-    __slots__ = ("priority", "share", "wake")
+class QuotaClaim:
+    """One caller's request for a token, which its caller may *promote* while it waits.
 
-    def __init__(self, priority: Priority, share: ShareLimit | None) -> None:
-        self.priority = priority
-        self.share = share
+    Why: priority inheritance. The engine sends one user's calls in order, one at a time, so an
+    interactive call queued behind that user's bulk row cannot go before the row. If the row
+    kept waiting for quota at bulk priority, the interactive call would wait for every bulk row
+    queued ahead of it (dozens, at a bulk job's read-ahead), however high its own priority. So
+    the engine passes a claim with each request for quota, and promotes it when an interactive
+    call queues behind it: the row takes the interactive queue's tail (after the interactive
+    callers already waiting, FIFO among them), and its job's share cap no longer applies
+    (interactive work is never share-capped). Passing a priority alone could not do it: the
+    request is already waiting when the interactive call arrives.
+
+    A claim serves one :meth:`RateLimiter.acquire`. Promoted before it queues, it queues as
+    interactive; while it waits, it moves; once granted, or after its caller left, promoting
+    it changes nothing. After a grant, :attr:`share` is the share the token was charged to
+    (``None`` if promoted in time): the one to give back if the request is never sent.
+
+    Attributes:
+        priority: The priority it waits at (waited at, once granted).
+        share: The share it is drawn from; ``None`` for interactive, or once promoted.
+        promoted: Whether :meth:`promote` was called before its grant.
+        granted: Whether the limiter let it through.
+    """
+
+    __slots__ = ("_queues", "granted", "priority", "promoted", "share", "wake")
+
+    def __init__(self) -> None:
+        self.priority = Priority.INTERACTIVE
+        self.share: ShareLimit | None = None
+        self.promoted = False
+        self.granted = False
         self.wake = anyio.Event()
+        self._queues: _Queues | None = None  # the queue it waits in, if any
+
+    def promote(self) -> None:
+        """Wait as interactive from now on, without a share cap; see the class docstring."""
+        if self.granted:
+            return  # charged as it was: a refund must give back what was taken
+        self.promoted = True
+        self.share = None
+        self.priority = Priority.INTERACTIVE
+        if self._queues is not None:
+            self._queues.promote(self)
+
+    def _bind(self, priority: Priority, share: ShareLimit | None) -> None:
+        """Take the caller's priority and share as :meth:`RateLimiter.acquire` starts, unless
+        already promoted (a limiter that passes the claim on binds it again: the same values)."""
+        if self.granted:
+            raise RuntimeError("a QuotaClaim serves one acquire")
+        if not self.promoted:
+            self.priority, self.share = priority, share
 
 
 class _Queues:
@@ -707,7 +759,7 @@ class _Queues:
     __slots__ = ("by_priority",)
 
     def __init__(self) -> None:
-        self.by_priority: tuple[deque[_Waiter], deque[_Waiter]] = (deque(), deque())
+        self.by_priority: tuple[deque[QuotaClaim], deque[QuotaClaim]] = (deque(), deque())
 
     def __len__(self) -> int:
         return len(self.by_priority[0]) + len(self.by_priority[1])
@@ -716,7 +768,7 @@ class _Queues:
         """Callers that go before a new caller of ``priority``."""
         return sum(len(q) for q in self.by_priority[: priority + 1])
 
-    def head(self) -> _Waiter | None:
+    def head(self) -> QuotaClaim | None:
         for queue in self.by_priority:
             if queue:
                 return queue[0]
@@ -727,17 +779,31 @@ class _Queues:
         if head is not None:
             head.wake.set()
 
-    def join(self, waiter: _Waiter) -> None:
+    def join(self, waiter: QuotaClaim) -> None:
         self.by_priority[waiter.priority].append(waiter)
+        waiter._queues = self
 
-    def leave(self, waiter: _Waiter) -> None:
+    def leave(self, waiter: QuotaClaim) -> None:
         """Take ``waiter`` out (if still in); the next one is woken if it was the head."""
+        if waiter._queues is self:
+            waiter._queues = None
         queue = self.by_priority[waiter.priority]
         if waiter in queue:
             was_head = self.head() is waiter
             queue.remove(waiter)
             if was_head:
                 self.wake_head()
+
+    def promote(self, waiter: QuotaClaim) -> None:
+        """Move a bulk ``waiter`` to the interactive queue's tail (:meth:`QuotaClaim.promote`)."""
+        bulk = self.by_priority[Priority.BULK]
+        if waiter in bulk:
+            bulk.remove(waiter)
+            self.by_priority[Priority.INTERACTIVE].append(waiter)
+        if self.head() is waiter:
+            # Its turn now, or already: its wait is judged again, without the share cap. (A
+            # bulk head it overtook finds, when its timer ends, that it waits behind it.)
+            waiter.wake.set()
 
 
 class RateLimiter:
@@ -854,7 +920,7 @@ class RateLimiter:
         """The rate allowed now; None if unlimited."""
         return None if self._unlimited else self._rate.rate(self._clock())
 
-    def _head(self) -> _Waiter | None:
+    def _head(self) -> QuotaClaim | None:
         return self._queues.head()
 
     def _wake_head(self) -> None:
@@ -868,11 +934,13 @@ class RateLimiter:
             wait = max(wait, share._ready(now, rate))
         return wait
 
-    def _take(self, share: ShareLimit | None) -> None:
+    def _take(self, claim: QuotaClaim) -> None:
+        """Grant ``claim`` a token, charged to its share as it stands now."""
         self._bucket.take()
-        if share is not None:
-            share._take()
+        if claim.share is not None:
+            claim.share._take()
         self._sent += 1
+        claim.granted = True
 
     async def acquire(
         self,
@@ -880,6 +948,7 @@ class RateLimiter:
         *,
         deadline: float | None = None,
         share: ShareLimit | None = None,
+        claim: QuotaClaim | None = None,
     ) -> None:
         """Wait for this category's quota to allow one request.
 
@@ -891,36 +960,44 @@ class RateLimiter:
                 :class:`QuotaDeadlineError` at once instead, and again at the turn of a call
                 that waited if the rate fell meanwhile: the call is never sent.
             share: A bulk job's cap, drawn from as well as the category's bucket.
+            claim: A new :class:`QuotaClaim` through which the caller may promote this request
+                while it waits (then its place and its deadline are judged as interactive);
+                afterwards, its ``share`` is the share the token was charged to.
 
         Raises:
             QuotaDeadlineError: The quota cannot fit this call and its round trip before its
                 deadline.
         """
+        if claim is None:
+            claim = QuotaClaim()
+        claim._bind(priority, share)
         if self._unlimited:
             self._sent += 1
+            claim.granted = True
             return
         now = self._clock()
-        if self._head() is None and self._wait_time(now, share) == 0.0:
+        if self._head() is None and self._wait_time(now, claim.share) == 0.0:
             self._too_late(now, deadline, 0)
-            self._take(share)
+            self._take(claim)
             return
         if deadline is not None:
             rate = self._rate.rate(now)
-            ahead = self._queues.ahead(priority)
+            ahead = self._queues.ahead(claim.priority)
             owed = ahead + self._bucket.need - self._bucket.tokens
             self._too_late(now + max(0.0, owed) / rate, deadline, ahead)
-        waiter = _Waiter(priority, share)
+        waiter = claim
         self._queues.join(waiter)
         try:
             while True:
                 now = self._clock()
                 if self._head() is waiter:
-                    wait = self._wait_time(now, share)
+                    # The share as of now: a promotion drops it.
+                    wait = self._wait_time(now, waiter.share)
                     # The rate may have fallen since the estimate: check again at every turn.
                     self._too_late(now + wait, deadline, 0)
                     if wait == 0.0:
                         self._queues.leave(waiter)
-                        self._take(share)
+                        self._take(waiter)
                         return
                     waiter.wake = anyio.Event()
                     with anyio.move_on_after(wait):
@@ -931,7 +1008,9 @@ class RateLimiter:
             self._queues.leave(waiter)
             raise
 
-    async def _wait_behind(self, queues: _Queues, waiter: _Waiter, deadline: float | None) -> None:
+    async def _wait_behind(
+        self, queues: _Queues, waiter: QuotaClaim, deadline: float | None
+    ) -> None:
         """Wait until woken, behind the head of ``queues``; with a deadline, give up while the
         call can still fail cleanly (:class:`QuotaDeadlineError`), before the deadline."""
         waiter.wake = anyio.Event()

@@ -289,6 +289,40 @@ async def test_bulk_yields_to_interactive_calls(fake: tuple[FakeCognito, PoolInf
     assert stats.sent == 300 - cognito.statistics().calls_saved + 3
 
 
+async def test_a_bulk_row_holding_up_an_interactive_call_inherits_its_priority(
+    fake: tuple[FakeCognito, PoolInfo],
+) -> None:
+    server, pool = fake
+    # 50/s: a request every 20 ms, so the round trips the lane must wait for (its user's row,
+    # on the wire) let few other requests through, on a loaded machine too.
+    limits = aiocognito.Limits(user_update_rps=50, adaptive=False, quota_group="inherit")
+    queued: list[int] = []
+    ahead: list[int] = []
+    # Every user has bulk rows: an interactive call waits behind its user's rows (the lane
+    # keeps order), and they wait for quota as it would, not behind the bulk queue.
+    async with (
+        client(server, pool, limits=limits) as cognito,
+        cognito.bulk_update(rows(300), max_share=0.8) as outcomes,
+    ):
+        count = 0
+        async for _ in outcomes:
+            count += 1
+            if count % 50 == 0 and count < 300:
+                user = f"user{count // 50 * 9}"
+                before = cognito.statistics().categories["UserUpdate"]
+                await cognito.admin_update_user_attributes(
+                    user, {"email": f"web{count}@example.com"}
+                )
+                after = cognito.statistics().categories["UserUpdate"]
+                queued.append(before.queued)
+                ahead.append(after.sent - before.sent - 1)  # requests that went first
+    # Before priority inheritance the call waited for the bulk rows queued for quota ahead of
+    # its user's (on main: [14, 2, 40] of 50 queued, in three calls); now for its user's own
+    # row's round trip, and the few requests already on their way.
+    assert min(queued) >= 30, queued
+    assert max(ahead) <= 10, (ahead, queued)
+
+
 def test_attribute_update_checks_and_hides() -> None:
     with pytest.raises(
         aiocognito.AttributeValidationError, match="exactly one of username or access_token"

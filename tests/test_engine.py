@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import aiocognito
 from aiocognito._client import client_over
 from aiocognito._dispatch import token_subject
-from aiocognito._limits import Priority, RateLimiter, ShareLimit
+from aiocognito._limits import Priority, QuotaClaim, RateLimiter, ShareLimit
 from aiocognito.testing import CustomAttribute, FakeCognito, Latency
 from tests.fakes import FakeTransport
 from tests.virtual_time import virtual_time
@@ -424,6 +424,143 @@ async def test_share_caps_a_bulk_job() -> None:
     # The first goes at once; 10 more at the share's 50/s take 0.2 s (the category's own
     # bucket, at 100/s with a burst of 20, never holds them up).
     assert anyio.current_time() - started == pytest.approx(0.2, abs=1e-4)
+
+
+# Promotion (priority inheritance; the engine's side is in tests/test_priority_inheritance.py)
+
+
+async def _drained(limiter: RateLimiter) -> None:
+    """Take the bucket's tokens, so that every next caller queues."""
+    while limiter._wait_time(limiter._clock(), None) == 0.0:
+        await limiter.acquire(Priority.BULK)
+
+
+@virtual_time
+async def test_a_promoted_bulk_waiter_goes_after_interactive_ones_before_bulk_ones() -> None:
+    limiter = RateLimiter("UserUpdate", 100.0, adaptive=False)
+    await _drained(limiter)
+    share = ShareLimit(0.1)  # 10/s: a share that would hold the bulk waiters back on its own
+    order: list[str] = []
+    claims: dict[str, QuotaClaim] = {}
+
+    async def take(name: str, priority: Priority) -> None:
+        claim = claims[name] = QuotaClaim()
+        await limiter.acquire(priority, share=share if priority else None, claim=claim)
+        order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(6):
+            tg.start_soon(take, f"bulk{i}", Priority.BULK)
+        for i in range(2):
+            tg.start_soon(take, f"web{i}", Priority.INTERACTIVE)
+        await wait_until(lambda: limiter.statistics().queued == 8)
+        queued = len(order)
+        claims["bulk4"].promote()
+        tg.start_soon(take, "web2", Priority.INTERACTIVE)  # after the promotion: behind it
+        await wait_until(lambda: limiter.statistics().queued == 9)
+    assert queued == 0
+    assert order == ["web0", "web1", "bulk4", "web2", "bulk0", "bulk1", "bulk2", "bulk3", "bulk5"]
+    # The promoted waiter was not charged to the share: it went uncapped, and refunds nothing.
+    assert claims["bulk4"].priority is Priority.INTERACTIVE
+    assert claims["bulk4"].share is None
+    assert claims["bulk0"].share is share
+
+
+@virtual_time
+async def test_a_promoted_waiter_is_not_charged_to_its_share() -> None:
+    limiter = RateLimiter("UserUpdate", 100.0, adaptive=False)
+    share = ShareLimit(0.05)  # 5/s: one token, then one every 0.2 s
+    await limiter.acquire(Priority.BULK, share=share)  # the share's only token
+    claim = QuotaClaim()
+    started = anyio.current_time()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: limiter.acquire(Priority.BULK, share=share, claim=claim))
+        await wait_until(lambda: limiter.statistics().queued == 1)
+        claim.promote()  # it goes on the category's bucket alone, at once
+    assert anyio.current_time() - started < 0.01
+    assert claim.granted
+    assert claim.share is None
+    # The share's bucket still owes its next token 0.2 s after the first: nothing was taken.
+    assert share._ready(anyio.current_time(), 100.0) == pytest.approx(0.2, abs=0.01)
+
+
+@virtual_time
+async def test_promoting_a_claim_that_was_served_or_left_changes_nothing() -> None:
+    limiter = RateLimiter("UserUpdate", 100.0, adaptive=False)
+    share = ShareLimit(0.5)
+    served = QuotaClaim()
+    await limiter.acquire(Priority.BULK, share=share, claim=served)  # at once: the burst
+    served.promote()
+    assert served.granted
+    assert (served.priority, served.share) == (Priority.BULK, share)  # as charged: refundable
+
+    slow = RateLimiter("UserUpdate", 1.0, adaptive=False)
+    await _drained(slow)
+    left = QuotaClaim()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: slow.acquire(Priority.BULK, claim=left))
+        await wait_until(lambda: slow.statistics().queued == 1)
+        tg.cancel_scope.cancel()  # long before its turn
+    assert not left.granted
+    assert slow.statistics().queued == 0
+    left.promote()
+    assert slow.statistics().queued == 0  # not put back in any queue
+    assert not left.granted
+
+
+@virtual_time
+async def test_a_claim_promoted_before_it_queues_queues_as_interactive() -> None:
+    limiter = RateLimiter("UserUpdate", 100.0, adaptive=False)
+    await _drained(limiter)
+    claim = QuotaClaim()
+    claim.promote()
+    order: list[str] = []
+
+    async def take(name: str, priority: Priority, claim: QuotaClaim | None = None) -> None:
+        await limiter.acquire(priority, share=ShareLimit(0.5), claim=claim)
+        order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(take, "bulk0", Priority.BULK)
+        await wait_until(lambda: limiter.statistics().queued == 1)
+        tg.start_soon(take, "promoted", Priority.BULK, claim)
+    assert order == ["promoted", "bulk0"]
+
+
+@virtual_time
+async def test_a_deadline_is_judged_on_the_promoted_place() -> None:
+    # 10/s and 30 bulk callers queued: a bulk call due in 1 s cannot fit (its turn is 3 s
+    # away), but promoted before it queues it has nobody ahead, fits, and goes next.
+    limiter = RateLimiter("UserUpdate", 10.0, adaptive=False)
+    await _drained(limiter)
+    order: list[str] = []
+
+    async def take(name: str, claim: QuotaClaim | None = None, due: float | None = None) -> None:
+        await limiter.acquire(Priority.BULK, deadline=due, claim=claim)
+        order.append(name)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(30):
+            tg.start_soon(take, f"bulk{i}")
+        await wait_until(lambda: limiter.statistics().queued == 30)
+        now = anyio.current_time()
+        with pytest.raises(aiocognito.QuotaDeadlineError):
+            await limiter.acquire(Priority.BULK, deadline=now + 1.0)
+        early = QuotaClaim()
+        early.promote()
+        await take("early", early, now + 1.0)
+        assert order == ["early"]
+
+        # Queued at bulk (its deadline 10 s away fits there too), then promoted: it goes at
+        # the next token, not after the 29 bulk callers still ahead of it.
+        late = QuotaClaim()
+        tg.start_soon(take, "late", late, anyio.current_time() + 10.0)
+        await wait_until(lambda: late in limiter._queues.by_priority[Priority.BULK])
+        assert len(limiter._queues.by_priority[Priority.BULK]) >= 20
+        served = len(order)
+        late.promote()
+    assert order[served] == "late"
+    assert sorted(order) == sorted(["early", "late", *(f"bulk{i}" for i in range(30))])
 
 
 class _ClockedTransport(FakeTransport):

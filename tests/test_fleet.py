@@ -855,3 +855,73 @@ async def test_a_caller_cancelled_mid_draw_loses_no_answers(redis_server: RedisS
         await other.detach()
         await judge.detach()
         await admin.aclose()
+
+
+# ------------------------------------------------------------------------------------------
+# Priority inheritance: a claim promoted while it waits for the fleet's bucket
+
+
+async def test_a_promoted_bulk_waiter_overtakes_the_fleets_bulk_queue(
+    redis_server: RedisServer,
+) -> None:
+    limiter = fleet(redis_server.url, ceiling=20.0)  # a 4-token burst, one of it the reserve
+    await limiter.attach()
+    order: list[str] = []
+    claims = {f"bulk{i}": _limits.QuotaClaim() for i in range(12)}
+
+    async def take(name: str) -> None:
+        await limiter.acquire(Priority.BULK, claim=claims[name])
+        order.append(name)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for name in claims:
+                tg.start_soon(take, name)
+            promoted = claims["bulk11"]
+            await wait_until(lambda: promoted in limiter._waiting.by_priority[Priority.BULK])
+            behind = len(limiter._waiting.by_priority[Priority.BULK])
+            served = len(order)
+            promoted.promote()
+            assert promoted in limiter._waiting.by_priority[Priority.INTERACTIVE]
+        # The queue's head may be in the middle of its draw, and take that token first.
+        assert behind >= 5, behind
+        assert order.index("bulk11") <= served + 1, (order, served)
+        assert sorted(order) == sorted(claims)
+    finally:
+        await limiter.detach()
+
+
+async def test_a_promoted_bulk_waiter_draws_as_interactive_uncapped(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10/s: a 2-token burst whose second token bulk callers leave to interactive ones. After a
+    # bulk grant, the next bulk caller waits for the refill (0.1 s); promoted, it asks the
+    # bucket again as interactive and takes the reserve at once, and its share is not charged.
+    limiter = fleet(redis_server.url, ceiling=10.0)
+    await limiter.attach()
+    draws: list[tuple[Priority, float | None]] = []
+    draw = limiter._draw
+
+    async def recorded(priority: Priority, wanted: int) -> float | None:
+        taken = await draw(priority, wanted)
+        draws.append((priority, taken))
+        return taken
+
+    monkeypatch.setattr(limiter, "_draw", recorded)
+    share = _limits.ShareLimit(0.5)
+    try:
+        await limiter.acquire(Priority.BULK, share=share)
+        assert draws == [(Priority.BULK, 0.0)]
+        due = limiter._due  # when the bucket has a token again for a bulk caller: 0.1 s away
+        claim = _limits.QuotaClaim()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: limiter.acquire(Priority.BULK, share=share, claim=claim))
+            await wait_until(lambda: limiter._waiting.head() is claim)
+            claim.promote()
+        assert claim.granted
+        assert limiter._clock() < due  # it took the reserve, not the next token
+        assert claim.share is None  # not charged: nothing to refund to the share either
+        assert draws[-1] == (Priority.INTERACTIVE, 0.0)
+        assert all(taken != 0.0 for priority, taken in draws[1:-1]), draws
+    finally:
+        await limiter.detach()
