@@ -196,12 +196,19 @@ class HostStore:
         self.directory = quota_directory(url)
         self._clock = clock
         self._locks: dict[str, int] = {}  # bucket key -> its open lock file
+        self._named: dict[str, tuple[Path, Path]] = {}  # bucket key -> its two files' paths
         self._pid = os.getpid()  # a forked child must not share its parent's lock files
         self._closed = False
 
     def _paths(self, key: str) -> tuple[Path, Path]:
-        stem = hashlib.sha256(key.encode()).hexdigest()[:24]
-        return self.directory / f"{stem}.lock", self.directory / f"{stem}.json"
+        paths = self._named.get(key)
+        if paths is None:
+            stem = hashlib.sha256(key.encode()).hexdigest()[:24]
+            paths = self._named[key] = (
+                self.directory / f"{stem}.lock",
+                self.directory / f"{stem}.json",
+            )
+        return paths
 
     def _private_directory(self) -> None:
         """Make the directory (0700) if missing; refuse one that is not this user's alone.

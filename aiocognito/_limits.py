@@ -726,12 +726,15 @@ class QuotaClaim:
 
     __slots__ = ("_queues", "granted", "priority", "promoted", "share", "wake")
 
+    # Made when it queues (:meth:`_Queues.join`), not here: most requests find a token at once
+    # and never wait, and an event costs a few microseconds on every call.
+    wake: anyio.Event
+
     def __init__(self) -> None:
         self.priority = Priority.INTERACTIVE
         self.share: ShareLimit | None = None
         self.promoted = False
         self.granted = False
-        self.wake = anyio.Event()
         self._queues: _Queues | None = None  # the queue it waits in, if any
 
     def promote(self) -> None:
@@ -780,6 +783,7 @@ class _Queues:
             head.wake.set()
 
     def join(self, waiter: QuotaClaim) -> None:
+        waiter.wake = anyio.Event()
         self.by_priority[waiter.priority].append(waiter)
         waiter._queues = self
 
