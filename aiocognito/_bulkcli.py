@@ -47,6 +47,7 @@ class UpdateSettings:
     rps: float | None = 25.0
     concurrency: int = 64
     shared_quota_url: str | None = None  # None: $AIOCOGNITO_SHARED_QUOTA_URL, if set
+    share_on_host: bool | None = None  # None: on, unless $AIOCOGNITO_SHARE_ON_HOST turns it off
     journal: str | None = None
     results: str | None = None
     failures: str | None = None
@@ -431,8 +432,8 @@ def progress_record(
 def fleet_text(stats: aiocognito.ClientStatistics) -> str:
     """The fleet's rate and processes for the progress line, when the quota is shared."""
     update = stats.categories.get("UserUpdate")
-    if update is None or update.mode == "local":
-        return ""
+    if update is None or update.mode in ("local", "alone"):
+        return ""  # paced by this process alone: nothing shared to show
     if update.mode != "shared":
         return f"; {update.mode} (shared quota unreachable)"
     if update.fleet_rate is None:
@@ -647,6 +648,7 @@ async def _open_client(
         max_concurrency=settings.concurrency,
         user_update_rps=settings.rps,
         shared_quota_url=settings.shared_quota_url,
+        share_on_host=settings.share_on_host,
     )
     try:
         client = aiocognito.CognitoClient(

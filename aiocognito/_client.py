@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import enum
 import os
+import tempfile
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -141,7 +143,7 @@ class CognitoClient:
         self._endpoint_url = endpoint_url
         self.limits = limits if limits is not None else Limits()
         self.retry = retry if retry is not None else RetryPolicy()
-        self._shared_quota_url = _shared_quota_url(self.limits)
+        self._shared_quota_url, self._when_shared = _shared_quota(self.limits)
         self._transport: Transport = AiobotocoreTransport(
             region_name=region_name,
             endpoint_url=endpoint_url,
@@ -214,6 +216,7 @@ class CognitoClient:
                     ceiling,
                     adaptive=limits.adaptive,
                     shared_quota_url=self._shared_quota_url,
+                    when_shared=self._when_shared,
                 )
             for limiter in self._limiters.values():
                 limiter.on_rate_change = _log.rate_changed  # shared limiters: the same hook
@@ -717,6 +720,31 @@ def client_over(transport: Transport, **options: Any) -> CognitoClient:
 
 #: The environment variable that turns on the fleet mode when ``Limits.shared_quota_url`` is None.
 SHARED_QUOTA_ENV = "AIOCOGNITO_SHARED_QUOTA_URL"
+#: The environment variable that turns sharing on this host off when ``Limits.share_on_host``
+#: is None: ``0``, ``false``, ``no`` or ``off``.
+SHARE_ON_HOST_ENV = "AIOCOGNITO_SHARE_ON_HOST"
+_OFF = frozenset({"0", "false", "no", "off"})
+
+
+def host_quota_url() -> str | None:
+    """The private directory this user's processes share quotas through by default, as a
+    ``file://`` URL: ``aiocognito-<uid>`` in the temporary directory; None off POSIX."""
+    if os.name != "posix" or not hasattr(os, "geteuid"):
+        return None
+    return (Path(tempfile.gettempdir()) / f"aiocognito-{os.geteuid()}").as_uri()
+
+
+def _shared_quota(limits: Limits) -> tuple[str | None, bool]:
+    """The fleet's quota URL, if any, and whether it is shared only while another process uses
+    it (sharing on this host, the default); checks the redis extra is installed."""
+    url = _shared_quota_url(limits)
+    if url is not None:
+        return url, False
+    share = limits.share_on_host
+    if share is None:
+        share = os.environ.get(SHARE_ON_HOST_ENV, "").strip().lower() not in _OFF
+    host = host_quota_url() if share else None
+    return host, host is not None
 
 
 def _shared_quota_url(limits: Limits) -> str | None:

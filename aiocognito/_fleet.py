@@ -64,6 +64,19 @@ background with capped, jittered backoff. When Redis answers again the process r
 lost in a restart are recreated, the bucket starting from this process's local rate times the
 processes it last saw. :meth:`FleetLimiter.statistics` says which mode it is in.
 
+Sharing on one host, the default. With no URL configured, the processes of one user on one
+host share each quota through files in a private directory (:mod:`aiocognito._hostquota`), but
+only while more than one of them uses it: a limiter made ``when_shared`` marks its process on
+the quota (:class:`~aiocognito._hostquota.Presence`, a record lock the kernel drops when the
+process dies) and looks every ``PRESENCE_EVERY`` seconds whether another process holds a mark.
+Alone (mode ``alone``), it paces with the inherited local limiter, with no file I/O per request,
+so one process (every benchmark of a single client, a script) runs exactly as without sharing.
+When another process comes, it goes to the bucket as when Redis comes back: the callers waiting
+locally move to the bucket's queue, and a new bucket starts from the local rate. When the last
+other process leaves, it paces alone again from the fleet's whole rate, and the callers waiting
+on the bucket go on locally. A directory that is not the user's alone is not used (mode
+``local``, said once at INFO, since nobody asked for it).
+
 A single slow answer is not an outage: its request goes on under the local limiter at once, and
 the answer, when it comes, still counts. If it granted a token, that token paid for the request;
 if it was a refusal, the request is a *debt* that the next draw charges to the bucket (up to its
@@ -110,14 +123,15 @@ from ._limits import (
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from ._hostquota import HostStore
+    from ._hostquota import HostStore, Presence
 
-__all__ = ["LOCAL", "LOCAL_FALLBACK", "SHARED", "FleetLimiter", "require_redis"]
+__all__ = ["ALONE", "LOCAL", "LOCAL_FALLBACK", "SHARED", "FleetLimiter", "require_redis"]
 
 #: Modes reported by ``CategoryStatistics.mode``.
 LOCAL = "local"
 SHARED = "shared"
 LOCAL_FALLBACK = "local fallback"
+ALONE = "alone"  # sharing on this host when another process uses the quota; none does now
 
 REDIS_BUDGET = 0.05  # a take slower than this is "Redis is slow": fall back, never wait on it
 SLOW_STRIKES = 3  # ...the request that waited goes on locally at once; this many in a row (a
@@ -137,6 +151,10 @@ RECONNECT_FIRST = 0.1  # the first reconnect attempt after a failure, in seconds
 RECONNECT_CAP = 5.0  # ...doubling, with full jitter, up to this
 TRIP_WEIGHT = 0.1  # the smoothed Redis round trip follows the last ten or so
 EPOCH = 1_700_000_000  # Redis TIME minus this keeps microseconds exact in a double
+PRESENCE_EVERY = 0.25  # sharing on this host by default: look this often whether another
+# process uses the quota. A newcomer shares from its first request, and the others within
+# this long: a quarter of a second of one process's rate over the quota at most, which the
+# server's one-second burst reserve absorbs
 
 # KEYS: 1 the bucket hash, 2 the processes' sorted set.
 # ARGV: 1 member, 2 wanted, 3 bulk (0/1), 4 answers, 5 throttled answers, 6 the judge's rate
@@ -314,9 +332,15 @@ class FleetLimiter(RateLimiter):
         url: str,
         group: str,
         clock: Callable[[], float] | None = None,
+        when_shared: bool = False,
     ) -> None:
         super().__init__(category, ceiling, adaptive=adaptive, clock=clock)
         self._url = url
+        # Sharing on this host by default: draw from the bucket only while another process
+        # uses the quota; alone, pace locally (no file I/O per request).
+        self._when_shared = when_shared and is_file_url(url)
+        self._presence: Presence | None = None
+        self._watch: asyncio.Task[None] | None = None
         # The group in braces is a Redis Cluster hash tag: a category's keys share one slot,
         # as a script's keys must.
         prefix = f"aiocognito:{{{group}}}:{category}"
@@ -373,11 +397,81 @@ class FleetLimiter(RateLimiter):
             )
         self._script = self._redis.register_script(_TAKE)
         self.mode = SHARED
+        if self._when_shared and not self._mark():
+            return
         try:
             with anyio.fail_after(CONNECT_BUDGET):
                 await self._redis.ping()
         except Exception as exc:
             self._fall_back(exc)
+
+    def _mark(self) -> bool:
+        """Sharing by default: mark this process on the quota and watch for others; False if
+        it paces locally for now (alone, or the directory is unusable)."""
+        from ._hostquota import Presence  # noqa: PLC0415 - imports this module
+
+        assert self._redis is not None
+        presence = Presence(self._redis, self.keys[0])  # type: ignore[arg-type]
+        try:
+            alone = presence.alone()
+        except OSError as exc:
+            # Not asked for: a directory that is not private, or cannot be written, leaves
+            # this process pacing alone as it would without sharing. Said once, at INFO.
+            presence.close()
+            self.mode = LOCAL
+            _log.logger.info(
+                "the %s quota is not shared on this host (%s); pacing locally",
+                self.category,
+                type(exc).__name__,
+                extra={"event": "host sharing off", "code": type(exc).__name__},
+            )
+            return False
+        self._presence = presence
+        self._watch = asyncio.get_running_loop().create_task(self._watch_presence())
+        if alone:
+            self.mode = ALONE
+            return False
+        return True
+
+    async def _watch_presence(self) -> None:
+        """Every ``PRESENCE_EVERY`` seconds: share while another process uses the quota."""
+        while self._presence is not None:
+            await anyio.sleep(PRESENCE_EVERY)
+            self._check_presence()
+
+    def _check_presence(self) -> None:
+        """Go from pacing alone to sharing when another process comes, and back when none is
+        left. A store that failed is the reconnect loop's business, not this one's."""
+        presence = self._presence
+        if presence is None:
+            return
+        try:
+            alone = presence.alone()
+        except OSError:
+            return  # the directory went wrong: keep the mode; the next check tries again
+        if alone and self.mode == SHARED:
+            self._go_alone()
+        elif not alone and self.mode == ALONE:
+            self._go_shared()
+
+    def _go_alone(self) -> None:
+        """No other process uses the quota: pace locally from the fleet's whole rate."""
+        self.mode = ALONE
+        self._judge = None
+        self._leased.clear()
+        if self.fleet_rate is not None:
+            self._seed(self.fleet_rate)
+        self.fleet_rate = None  # no fleet to report while alone
+        for queue in self._waiting.by_priority:
+            for waiter in queue:
+                waiter.wake.set()  # they go on locally
+
+    def _go_shared(self) -> None:
+        """Another process uses the quota: draw from the bucket, this process's callers too."""
+        self.mode = SHARED
+        self.fleet_rate = None  # a new bucket starts from the local rate, not an old share
+        for scope in self._local_scopes:
+            scope.cancel()  # the callers waiting locally go to the bucket's queue
 
     async def detach(self) -> None:
         """A client closed: disconnect when the last one has left."""
@@ -388,6 +482,12 @@ class FleetLimiter(RateLimiter):
         if self._reconnect is not None:
             self._reconnect.cancel()
             self._reconnect = None
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        if self._presence is not None:
+            self._presence.close()
+            self._presence = None
         self._judge = None
         with anyio.CancelScope(shield=True), anyio.move_on_after(CONNECT_BUDGET):
             await redis.aclose()
@@ -432,7 +532,7 @@ class FleetLimiter(RateLimiter):
             claim = QuotaClaim()
         claim._bind(priority, share)
         while self.mode != SHARED:
-            if await self._acquire_locally(claim, deadline):
+            if self._take_now(claim, deadline) or await self._acquire_locally(claim, deadline):
                 return None
         if deadline is not None:
             ahead = self._waiting.ahead(claim.priority)

@@ -34,6 +34,11 @@ same answers to the same draws. Only what a store must provide differs:
   version's, or damaged) is a new bucket. Only processes of the same user on the same host
   share; hosts share through Redis.
 
+**Sharing by default.** With no URL configured, ``Limits()`` shares through
+``aiocognito-<uid>`` in the temporary directory, and only while more than one process uses a
+quota: each marks itself with a :class:`Presence` (a record lock on a ``.present`` file beside
+the bucket's), and a process alone paces itself with no file I/O (see :mod:`aiocognito._fleet`).
+
 Needs ``fcntl``: POSIX systems only.
 """
 
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -56,7 +62,7 @@ from ._config import quota_directory
 from ._errors import ConfigurationError
 from ._fleet import EPOCH
 
-__all__ = ["HostStore", "take"]
+__all__ = ["HostStore", "Presence", "take"]
 
 LOCK_POLL = 0.0005  # seconds between tries for a lock another process holds
 LOCK_BUDGET = 1.0  # a draw that cannot have the lock in this long fails (the store is stuck)
@@ -375,3 +381,92 @@ class HostStore:
         for fd in locks.values():  # in a forked child, copies: closing them unlocks nothing
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class Presence:
+    """This process's mark on a quota of this host, and whether another process has one too.
+
+    Every process that uses the quota holds a POSIX record lock (``fcntl``) for reading on the
+    first byte of one file beside the bucket's (``<key>.present``). A process is alone if it can
+    turn its own lock into a write lock, which another process's read lock forbids; it turns it
+    back at once. The kernel drops a process's locks when it exits, however it dies, so there is
+    nothing to expire or sweep, and a check costs two system calls.
+
+    POSIX record locks belong to the process, not to the open file: a second ``Presence`` on
+    the same key in one process (another event loop's) shares the mark, and closing either
+    drops it until the other's next :meth:`alone` sets it again. A forked child holds none of
+    its parent's locks and marks itself at its next check.
+
+    Args:
+        store: The store whose directory holds the mark (its rules on privacy apply).
+        key: The bucket's key: the quota group and category.
+    """
+
+    def __init__(self, store: HostStore, key: str) -> None:
+        lock, _ = store._paths(key)
+        self._store = store
+        self.path = lock.with_suffix(".present")
+        self._fd: int | None = None
+        self._pid = os.getpid()
+        self.marked = False
+
+    def _file(self) -> int:
+        """The open mark file: reopened if it was removed or replaced, or after a fork."""
+        fd = self._fd
+        if fd is not None and (os.getpid() != self._pid or not HostStore._same_file(fd, self.path)):
+            # Our lock on the old file excludes nobody who opened the new one. After a fork,
+            # closing our copy drops nothing of the parent's (its locks are its own).
+            self._fd, self._pid, self.marked = None, os.getpid(), False
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            fd = None
+        if fd is None:
+            self._store._private_directory()
+            fd = self._fd = self._store._open(self.path, os.O_RDWR | os.O_CREAT)
+        return fd
+
+    def alone(self) -> bool:
+        """Mark this process (if not yet), and say whether no other process holds a mark.
+
+        Raises:
+            OSError: The directory is not private (:class:`QuotaDirectoryNotPrivateError`) or
+                cannot hold the file.
+        """
+        import fcntl  # noqa: PLC0415
+
+        fd = self._file()
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+            if not self.marked:
+                # Another process holds a mark. Ours is set now, unless one is checking at
+                # this instant (its write lock, for two system calls): then at the next check.
+                with contextlib.suppress(OSError):
+                    fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+                    self.marked = True
+            return False
+        # A write lock of our own replaces our read lock; turning it back is atomic, and
+        # cannot be refused, since no other process holds any lock on the byte.
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+        self.marked = True
+        return True
+
+    def close(self) -> None:
+        """Drop the mark (closing the file drops this process's locks on it); the last process
+        to leave removes the file, so that marks of groups no longer used (a test suite's
+        endpoints on random ports) do not pile up."""
+        import fcntl  # noqa: PLC0415
+
+        fd, self._fd, self.marked = self._fd, None, False
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            # Alone: remove it under a write lock. A process opening it meanwhile finds it
+            # gone at its next check (the inode changed) and marks itself in a new one.
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+            if os.getpid() == self._pid and HostStore._same_file(fd, self.path):
+                os.unlink(self.path)
+        with contextlib.suppress(OSError):
+            os.close(fd)

@@ -240,7 +240,9 @@ class CategoryStatistics:
         cuts: Times the rate was cut and the cut confirmed.
         noise_tolerance: The throttled fraction treated as noise, not as the quota.
         mode: ``local`` (this process paces itself), ``shared`` (the fleet's bucket in
-            Redis paces every process) or ``local fallback`` (shared, but Redis is failing).
+            Redis, or in a directory, paces every process), ``local fallback`` (shared, but
+            the store is failing) or ``alone`` (sharing on this host, but no other process
+            uses the quota now: this process paces itself).
         fleet_rate: With a shared quota, the fleet's allowed rate as last seen; else None.
         fleet_processes: With a shared quota, the processes that drew from the fleet's bucket
             in the last second, as last seen; else None.
@@ -946,6 +948,20 @@ class RateLimiter:
         self._sent += 1
         claim.granted = True
 
+    def _take_now(self, claim: QuotaClaim, deadline: float | None) -> bool:
+        """Grant ``claim`` a token if one is free and nobody waits; with no await, so a caller
+        that finds one pays for no scheduling at all."""
+        if self._unlimited:
+            self._sent += 1
+            claim.granted = True
+            return True
+        now = self._clock()
+        if self._head() is None and self._wait_time(now, claim.share) == 0.0:
+            self._too_late(now, deadline, 0)
+            self._take(claim)
+            return True
+        return False
+
     async def acquire(
         self,
         priority: Priority = Priority.INTERACTIVE,
@@ -975,15 +991,9 @@ class RateLimiter:
         if claim is None:
             claim = QuotaClaim()
         claim._bind(priority, share)
-        if self._unlimited:
-            self._sent += 1
-            claim.granted = True
+        if self._take_now(claim, deadline):
             return
         now = self._clock()
-        if self._head() is None and self._wait_time(now, claim.share) == 0.0:
-            self._too_late(now, deadline, 0)
-            self._take(claim)
-            return
         if deadline is not None:
             rate = self._rate.rate(now)
             ahead = self._queues.ahead(claim.priority)
@@ -1080,9 +1090,8 @@ class RateLimiter:
         )
 
 
-_SHARED: anyio.lowlevel.RunVar[dict[tuple[str, str, str], RateLimiter]] = anyio.lowlevel.RunVar(
-    "aiocognito_limiters"
-)
+_Registry = dict[tuple[str, str, str, bool], RateLimiter]
+_SHARED: anyio.lowlevel.RunVar[_Registry] = anyio.lowlevel.RunVar("aiocognito_limiters")
 
 
 def shared_limiter(
@@ -1092,11 +1101,13 @@ def shared_limiter(
     *,
     adaptive: bool,
     shared_quota_url: str | None = None,
+    when_shared: bool = False,
 ) -> RateLimiter:
     """The limiter for ``(group, category)`` on the current event loop, created on first use.
 
     With ``shared_quota_url`` (and a quota to pace: told, or adaptive), the limiter draws from
-    the fleet's bucket in Redis (:class:`aiocognito._fleet.FleetLimiter`).
+    the fleet's bucket in Redis or a directory (:class:`aiocognito._fleet.FleetLimiter`);
+    ``when_shared`` (a directory only) draws from it only while another process uses it.
     """
     try:
         registry = _SHARED.get()
@@ -1104,13 +1115,21 @@ def shared_limiter(
         registry = {}
         _SHARED.set(registry)
     shared = shared_quota_url if (ceiling is not None or adaptive) else None
-    key = (group, category, shared or "")
+    when_shared = when_shared and bool(shared)
+    key = (group, category, shared or "", when_shared)
     limiter = registry.get(key)
     if limiter is None:
         if shared:
             from ._fleet import FleetLimiter  # noqa: PLC0415 - the optional redis extra
 
-            limiter = FleetLimiter(category, ceiling, adaptive=adaptive, url=shared, group=group)
+            limiter = FleetLimiter(
+                category,
+                ceiling,
+                adaptive=adaptive,
+                url=shared,
+                group=group,
+                when_shared=when_shared,
+            )
         else:
             limiter = RateLimiter(category, ceiling, adaptive=adaptive)
         registry[key] = limiter

@@ -76,6 +76,15 @@ def _parser() -> argparse.ArgumentParser:
         "rediss:// or unix://; needs aiocognito[redis]) or, on one host, a directory "
         "(file:///path); default: $AIOCOGNITO_SHARED_QUOTA_URL",
     )
+    update.add_argument(
+        "--no-share-on-host",
+        dest="share_on_host",
+        action="store_const",
+        const=False,
+        default=None,
+        help="pace this process alone, even beside other processes of this host that use the "
+        "quota (by default they share it; also $AIOCOGNITO_SHARE_ON_HOST=0)",
+    )
     update.add_argument("--journal", metavar="FILE", help="default: INPUT's name + .journal")
     update.add_argument(
         "--results",
@@ -144,6 +153,7 @@ def _update(
         rps=args.rps,
         concurrency=args.concurrency,
         shared_quota_url=args.shared_quota_url,
+        share_on_host=args.share_on_host,
         journal=args.journal,
         results=args.results,
         failures=args.failures,

@@ -32,7 +32,12 @@ from aiocognito._errors import error_code
 from benchmarks._common import CONCURRENCY, KEYS, REGION, THREADS
 from benchmarks._peak import own_peak_rss_mib
 from benchmarks._peers import boto3_client, raw_client, wire
-from benchmarks._redis import host_quota, shared_quota, shared_quota_killed_after
+from benchmarks._redis import (
+    alone_on_host,
+    host_quota,
+    shared_quota,
+    shared_quota_killed_after,
+)
 from benchmarks._scenarios import (
     SCENARIOS,
     WEB_USERS,
@@ -385,6 +390,9 @@ CONTENDERS = {
     c.name: c
     for c in (
         Contender("aiocognito", _aiocognito),
+        # Each process on its own (share_on_host=False): as every process was before sharing
+        # on one host became the default, and as processes on different hosts still are.
+        Contender("aiocognito-local", _aiocognito, extra_limits=alone_on_host),
         # The fleet mode: every process of the run draws from one bucket in a fresh Redis.
         Contender("aiocognito-shared", _aiocognito, extra_limits=shared_quota),
         # The same on one host with no Redis: the bucket in files in a fresh directory.

@@ -40,6 +40,12 @@ def shared_quota() -> Iterator[dict[str, Any]]:
 
 
 @contextlib.contextmanager
+def alone_on_host() -> Iterator[dict[str, Any]]:
+    """``Limits`` keywords that keep every process of the run pacing itself alone."""
+    yield {"share_on_host": False}
+
+
+@contextlib.contextmanager
 def host_quota() -> Iterator[dict[str, Any]]:
     """``Limits`` keywords that share the run's quota through files in a fresh directory."""
     with tempfile.TemporaryDirectory() as directory:

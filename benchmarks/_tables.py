@@ -114,7 +114,8 @@ def best_peer(results: dict[str, Runs]) -> str | None:
     """The fastest peer that failed and lost nothing in any run. If every peer failed or lost
     updates, the one that left the fewest updates not applied (then the fastest): a ratio
     against a peer that skipped most of the work would flatter nobody."""
-    peers = {name: runs for name, runs in results.items() if name != "aiocognito"}
+    # aiocognito's own variants (shared, local, instrumented) are not peers.
+    peers = {name: runs for name, runs in results.items() if not name.startswith("aiocognito")}
     if not peers:
         return None
     wall, not_applied = _median_of("wall"), _median_of("not_applied")

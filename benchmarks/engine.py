@@ -19,7 +19,9 @@ applied: an update is *lost* if the user's value is not what the contender last 
 the contender reported that update as failed.
 
 Contenders:
-  aiocognito      CognitoClient; told the quota, except in "unknown"
+  aiocognito      CognitoClient; told the quota, except in "unknown"; on the default Limits()
+                  the processes of one run share the quota through the host (share_on_host)
+  aiocognito-local          the same, each process pacing itself alone (share_on_host=False)
   aiocognito-shared         the same, every process of the run sharing the quota through a
                             fresh redis-server (Limits(shared_quota_url=...))
   aiocognito-shared-killed  the same, with that Redis killed (SIGKILL) 4 s into the run

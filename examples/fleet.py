@@ -2,7 +2,7 @@
 
     pip install 'aiocognito[redis]'
     python examples/fleet.py [--workers 4] [--updates 800] [--quota 50] [--redis-url URL]
-    python examples/fleet.py --on-host            # through files in a directory: no Redis
+    python examples/fleet.py --on-host            # the default: one host's processes share
     python examples/fleet.py --uncoordinated      # the same run, each worker on its own
 
 Cognito's quota belongs to the account, not to a process. Each worker here is a separate
@@ -10,10 +10,10 @@ process, told the whole quota (as every worker of a web backend would be), runni
 update of its share of the users against one embedded fake Cognito that enforces ``--quota``.
 With ``--redis-url`` (default: ``$AIOCOGNITO_SHARED_QUOTA_URL``, else a throwaway
 ``redis-server`` started here if one is installed) they draw from one bucket in Redis and the
-fake throttles almost nothing; ``--on-host`` does the same through files in a temporary
-directory (``file://``), as the workers of one host may; with ``--uncoordinated`` each paces
-itself alone and learns of the others only by being throttled. The table shows each worker's
-rate and the aggregate.
+fake throttles almost nothing; ``--on-host`` runs them on the default ``Limits()``, whose
+processes on one host share through files in a private directory, with no Redis; with
+``--uncoordinated`` (``share_on_host=False``) each paces itself alone and learns of the others
+only by being throttled. The table shows each worker's rate and the aggregate.
 """
 
 from __future__ import annotations
@@ -37,7 +37,13 @@ from aiocognito.testing import FakeCognito
 
 async def work(endpoint: str, pool: str, url: str, first: int, count: int, quota: float) -> None:
     """One worker: a bulk update of users first..first+count-1; prints its figures as JSON."""
-    limits = aiocognito.Limits(user_update_rps=quota, shared_quota_url=url)
+    # "host": the default, shared on this host; "": each process alone; else a store's URL.
+    if url == "host":
+        limits = aiocognito.Limits(user_update_rps=quota)
+    elif url == "":
+        limits = aiocognito.Limits(user_update_rps=quota, share_on_host=False)
+    else:
+        limits = aiocognito.Limits(user_update_rps=quota, shared_quota_url=url)
     rows = (
         aiocognito.AttributeUpdate(
             username=f"user{i}", attributes={"nickname": f"fleet-{i}"}, user_pool_id=pool
@@ -144,8 +150,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, object]]:
     if args.uncoordinated:
         return run(url="", **options)
     if args.on_host:
-        with tempfile.TemporaryDirectory() as directory:
-            return run(url=f"file://{directory}/quota", **options)
+        return run(url="host", **options)
     if args.redis_url:
         return run(url=args.redis_url, **options)
     with throwaway_redis() as url:

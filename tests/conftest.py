@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,25 @@ def _isolated_aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None
         for key in [k for k in os.environ if k.startswith("AWS_")]:
             del os.environ[key]
         os.environ.update(saved)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_host_quota(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Each test process (an xdist worker) shares quotas on the host only with the processes it
+    starts: sharing on this host is on by default, and its directory lives in the temporary
+    directory, which is made this session's own."""
+    saved = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(tmp_path_factory.mktemp("tmp"))
+    os.environ.pop("AIOCOGNITO_SHARE_ON_HOST", None)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved
+        tempfile.tempdir = None
 
 
 @pytest.fixture(scope="session")

@@ -15,14 +15,15 @@ from aiocognito._limits import Priority
 from aiocognito.testing import FakeCognito
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-WORKER_ENV = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent)}
 
 
 def workers_hold_the_quota_together(url: str) -> None:
-    """Three processes, each told the whole quota, stay under it together through ``url``.
+    """Three processes, each told the whole quota, stay under it together through ``url``
+    (``"host"``: the default ``Limits()``, which shares on this host).
 
     The workers are examples/fleet.py's, each a bulk update of its share of the users.
     """
+    env = {**os.environ, "PYTHONPATH": str(EXAMPLES.parent)}  # this session's TMPDIR too
     fake = FakeCognito(user_update_rps=40, per_user_write_rps=None, seed=3)
     pool = fake.create_pool()
     fake.seed_users(pool.id, 150)
@@ -33,7 +34,7 @@ def workers_hold_the_quota_together(url: str) -> None:
                 sys.executable, str(EXAMPLES / "fleet.py"), "--worker", fake.endpoint_url,
                 pool.id, url, str(50 * w), "50", "40",
             ]  # fmt: skip
-            workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, env=WORKER_ENV))
+            workers.append(subprocess.Popen(command, stdout=subprocess.PIPE, env=env))
         reports = []
         for worker in workers:
             out, _ = worker.communicate(timeout=120)
@@ -41,14 +42,16 @@ def workers_hold_the_quota_together(url: str) -> None:
             reports.append(json.loads(out))
         stats = fake.quotas.stats()["UserUpdate"]
     assert [r["ok"] for r in reports] == [50, 50, 50]
-    assert max(r["fleet_processes"] for r in reports) >= 2
+    assert max(r["fleet_processes"] or 0 for r in reports) >= 2  # None: alone by the end
     assert stats.admitted == 150
     # Uncoordinated, each would send at 40/s into a 40/s quota (87 throttles in one run);
     # shared, they hold it together. On a starved machine a round trip to the store may pass
     # its 50 ms budget three times running, and a process then paces itself alone for a
     # moment: then only the calls' success is promised.
     if not any(r["fallbacks"] for r in reports):
-        assert all(r["mode"] == "shared" for r in reports)
+        # On the default Limits(), the last to finish is alone by then.
+        modes = ("shared", "alone") if url == "host" else ("shared",)
+        assert all(r["mode"] in modes for r in reports)
         assert stats.throttled <= 2
 
 

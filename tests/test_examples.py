@@ -143,7 +143,10 @@ def test_fleet_example(redis_server: RedisServer, capsys: pytest.CaptureFixture[
 
 def test_fleet_example_on_one_host(capsys: pytest.CaptureFixture[str]) -> None:
     example = load("fleet")
+    # On the default Limits(): they share on the host. The first to finish reports "shared"
+    # (the other still holds its mark); the last may be "alone" by then.
     reports = example.main(["--workers", "2", "--updates", "80", "--quota", "40", "--on-host"])
     assert [r["ok"] for r in reports] == [40, 40]
-    assert [r["mode"] for r in reports] == ["shared", "shared"]
+    assert {r["mode"] for r in reports} <= {"shared", "alone"}
+    assert "shared" in {r["mode"] for r in reports}
     assert "quota 40/s" in capsys.readouterr().out

@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 import aiocognito
 from aiocognito import _bulkcli, _config, _fleet, _limits, cli
 from aiocognito._bulkcli import UpdateSettings, fleet_text, run_update
+from aiocognito._client import host_quota_url
 from aiocognito._errors import QuotaDeadlineError
 from aiocognito._fleet import LOCAL_FALLBACK, SHARED, FleetLimiter
 from aiocognito._limits import CategoryStatistics, Priority
@@ -453,8 +454,11 @@ def test_the_environment_turns_it_on_and_an_empty_url_off(
 ) -> None:
     monkeypatch.setenv("AIOCOGNITO_SHARED_QUOTA_URL", "redis://cache:6379/0")
     assert aiocognito.CognitoClient()._shared_quota_url == "redis://cache:6379/0"
+    # "" turns the fleet's URL off; sharing on this host is the other setting's business.
     off = aiocognito.CognitoClient(limits=aiocognito.Limits(shared_quota_url=""))
-    assert off._shared_quota_url is None
+    assert (off._shared_quota_url, off._when_shared) == (host_quota_url(), True)
+    alone = aiocognito.Limits(shared_quota_url="", share_on_host=False)
+    assert aiocognito.CognitoClient(limits=alone)._shared_quota_url is None
     monkeypatch.setenv("AIOCOGNITO_SHARED_QUOTA_URL", "cache:6379")
     with pytest.raises(ValueError, match="AIOCOGNITO_SHARED_QUOTA_URL"):
         aiocognito.CognitoClient()

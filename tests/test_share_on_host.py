@@ -1,0 +1,328 @@
+"""Sharing on this host, the default: processes share a quota while more than one uses it.
+
+A process marks itself on the quota with a record lock; alone, it paces itself with no file I/O
+per request, and while another process holds a mark it draws from the bucket in the directory
+(:mod:`aiocognito._hostquota`). These tests run the marks in real worker processes, killed as
+a crash would kill them, and the default ``Limits()`` end to end in three worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+import aiocognito
+from aiocognito._bulkcli import fleet_text
+from aiocognito._client import SHARE_ON_HOST_ENV, client_over, host_quota_url
+from aiocognito._fleet import ALONE, LOCAL, SHARED, FleetLimiter
+from aiocognito._hostquota import HostStore, Presence
+from aiocognito._limits import Priority, RateLimiter
+from aiocognito.testing import FakeCognito
+from tests.fakes import FakeTransport
+from tests.fleet_workers import workers_hold_the_quota_together
+from tests.gates import wait_until
+
+KEY = "aiocognito:{g}:UserUpdate:bucket"
+
+_MARKER = """
+import sys
+from aiocognito._hostquota import HostStore, Presence
+mark = Presence(HostStore(sys.argv[1]), sys.argv[2])
+print("alone" if mark.alone() else "not alone", flush=True)
+sys.stdin.readline()
+"""
+
+
+@pytest.fixture
+def other_process() -> Iterator[list[subprocess.Popen[str]]]:
+    """Starts processes that mark themselves on a quota and hold the mark until killed."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        _kill(process)
+
+
+def _mark_elsewhere(started: list[subprocess.Popen[str]], url: str, key: str = KEY) -> str:
+    process = subprocess.Popen(
+        [sys.executable, "-c", _MARKER, url, key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    started.append(process)
+    assert process.stdout is not None
+    return process.stdout.readline().strip()  # once it is marked
+
+
+def _kill(process: subprocess.Popen[str]) -> None:
+    if process.returncode is None:
+        process.send_signal(signal.SIGKILL)  # as a crash would: no chance to unmark
+        process.wait()
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
+def test_a_mark_says_whether_another_process_uses_the_quota(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    url = f"file://{tmp_path}/quota"
+    mine = Presence(HostStore(url), KEY)
+    assert mine.alone()
+    assert mine.alone()  # asking again keeps the mark, and does not count itself
+    assert _mark_elsewhere(other_process, url) == "not alone"
+    assert not mine.alone()
+    assert _mark_elsewhere(other_process, url, key=KEY.replace("Update", "Read")) == "alone"
+    _kill(other_process[0])
+    assert mine.alone()  # the kernel dropped the dead process's mark
+    mine.close()
+    assert _mark_elsewhere(other_process, url) == "alone"
+
+
+def test_the_last_process_to_leave_removes_the_mark_file(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    # Marks of groups no longer used (a test suite's endpoints on random ports) must not pile up.
+    url = f"file://{tmp_path}/quota"
+    mine = Presence(HostStore(url), KEY)
+    assert mine.alone()
+    assert _mark_elsewhere(other_process, url) == "not alone"
+    mine.close()
+    assert mine.path.exists()  # the other still uses it
+    again = Presence(HostStore(url), KEY)
+    assert not again.alone()
+    _kill(other_process[0])
+    again.close()
+    assert not mine.path.exists()
+
+
+def test_a_removed_mark_file_is_made_again_and_marks_still_meet(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    # A /tmp cleaner removes the file under a running process: a newcomer makes a new one,
+    # and the older process must find it, not keep a lock on a file nobody else opens.
+    url = f"file://{tmp_path}/quota"
+    mine = Presence(HostStore(url), KEY)
+    assert mine.alone()
+    mine.path.unlink()
+    assert _mark_elsewhere(other_process, url) == "alone"  # it made the file anew
+    assert not mine.alone()
+
+
+def _limiter(url: str, ceiling: float = 40.0) -> FleetLimiter:
+    return FleetLimiter("UserUpdate", ceiling, adaptive=True, url=url, group="g", when_shared=True)
+
+
+async def test_alone_a_process_paces_itself_with_no_file_per_request(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/quota"
+    limiter = _limiter(url)
+    await limiter.attach()
+    try:
+        with anyio.fail_after(5):
+            for _ in range(20):
+                await limiter.acquire(Priority.BULK)
+        stats = limiter.statistics()
+        assert (stats.mode, stats.sent, limiter.takes) == (ALONE, 20, 0)
+        assert [p.suffix for p in (tmp_path / "quota").iterdir()] == [".present"]
+    finally:
+        await limiter.detach()
+
+
+async def test_another_process_turns_sharing_on_and_its_exit_turns_it_off(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    url = f"file://{tmp_path}/quota"
+    limiter = _limiter(url, ceiling=20.0)
+    await limiter.attach()
+    done = 0
+
+    async def one() -> None:
+        nonlocal done
+        await limiter.acquire(Priority.BULK)
+        done += 1
+
+    try:
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for _ in range(30):  # 20/s with a burst of 4: most of them queue, locally
+                    tg.start_soon(one)
+                await anyio.wait_all_tasks_blocked()
+                assert limiter.mode == ALONE
+                assert _mark_elsewhere(other_process, url) == "not alone"
+                limiter._check_presence()  # as the watch does, every quarter of a second
+                assert limiter.mode == SHARED
+            # Those queued locally went to the bucket's queue; none was lost or doubled.
+            assert done == 30
+            assert limiter.takes > 0
+            assert limiter.statistics().sent == 30
+            _kill(other_process[0])
+            limiter._check_presence()
+            assert limiter.mode == ALONE
+            takes = limiter.takes
+            for _ in range(5):
+                await limiter.acquire(Priority.INTERACTIVE)
+            assert limiter.takes == takes  # paced locally again
+            assert limiter.statistics().sent == 35
+    finally:
+        await limiter.detach()
+
+
+async def test_callers_waiting_on_the_bucket_go_on_locally_when_the_other_leaves(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    url = f"file://{tmp_path}/quota"
+    assert _mark_elsewhere(other_process, url) == "alone"
+    limiter = _limiter(url, ceiling=10.0)
+    await limiter.attach()
+    try:
+        assert limiter.mode == SHARED  # another was there first
+        with anyio.fail_after(20):
+            async with anyio.create_task_group() as tg:
+                for _ in range(12):
+                    tg.start_soon(limiter.acquire, Priority.BULK)
+                await anyio.wait_all_tasks_blocked()
+                assert limiter.statistics().queued > 0
+                _kill(other_process[0])
+                limiter._check_presence()
+                assert limiter.mode == ALONE
+                takes = limiter.takes
+        assert limiter.statistics().sent == 12
+        assert limiter.takes == takes  # the rest went on locally
+    finally:
+        await limiter.detach()
+
+
+async def test_the_watch_notices_a_newcomer_by_itself(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    url = f"file://{tmp_path}/quota"
+    limiter = _limiter(url)
+    await limiter.attach()
+    try:
+        assert limiter.mode == ALONE
+        assert _mark_elsewhere(other_process, url) == "not alone"
+        await wait_until(lambda: limiter.mode == SHARED)
+        _kill(other_process[0])
+        await wait_until(lambda: limiter.mode == ALONE)
+    finally:
+        await limiter.detach()
+    assert limiter._watch is None
+
+
+async def test_a_directory_that_is_not_private_paces_alone_and_says_so_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    shared = tmp_path / "quota"
+    shared.mkdir()
+    shared.chmod(0o777)  # another user could plant marks or state in it
+    limiter = _limiter(f"file://{shared}")
+    with caplog.at_level(logging.INFO, logger="aiocognito"):
+        await limiter.attach()
+        try:
+            with anyio.fail_after(5):
+                for _ in range(3):
+                    await limiter.acquire(Priority.INTERACTIVE)
+            assert (limiter.mode, limiter.statistics().sent) == (LOCAL, 3)
+        finally:
+            await limiter.detach()
+    notes = [r for r in caplog.records if "not shared on this host" in r.getMessage()]
+    assert len(notes) == 1
+    assert notes[0].levelno == logging.INFO  # not asked for: no WARNING
+    assert list(shared.iterdir()) == []
+
+
+def _limiter_of(client: aiocognito.CognitoClient) -> RateLimiter:
+    return client._limiters["UserUpdate"]
+
+
+@pytest.mark.parametrize(
+    ("limits", "env", "shared_on_host"),
+    [
+        (aiocognito.Limits(), None, True),
+        (aiocognito.Limits(), "off", False),
+        (aiocognito.Limits(), "1", True),
+        (aiocognito.Limits(share_on_host=False), None, False),
+        (aiocognito.Limits(share_on_host=True), "0", True),
+        (aiocognito.Limits(shared_quota_url=""), None, True),  # "" is about the URL only
+    ],
+)
+async def test_the_default_limits_share_on_this_host(
+    monkeypatch: pytest.MonkeyPatch,
+    limits: aiocognito.Limits,
+    env: str | None,
+    shared_on_host: bool,
+) -> None:
+    if env is None:
+        monkeypatch.delenv(SHARE_ON_HOST_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SHARE_ON_HOST_ENV, env)
+    client = client_over(FakeTransport(), limits=limits, region_name="us-east-1")
+    async with client:
+        limiter = _limiter_of(client)
+        if shared_on_host:
+            assert isinstance(limiter, FleetLimiter)
+            assert limiter._url == host_quota_url()
+            assert limiter.statistics().mode == ALONE
+            assert fleet_text(client.statistics()) == ""  # the progress line: nothing shared
+        else:
+            assert type(limiter) is RateLimiter
+    expected = Path(tempfile.gettempdir()) / f"aiocognito-{os.geteuid()}"
+    assert host_quota_url() == expected.as_uri()
+
+
+async def test_a_fleet_url_wins_over_sharing_on_this_host(tmp_path: Path) -> None:
+    url = f"file://{tmp_path}/quota"
+    client = client_over(
+        FakeTransport(),
+        limits=aiocognito.Limits(shared_quota_url=url, share_on_host=True),
+        region_name="us-east-1",
+    )
+    async with client:
+        limiter = _limiter_of(client)
+        assert isinstance(limiter, FleetLimiter)
+        assert (limiter._url, limiter._when_shared, limiter.mode) == (url, False, SHARED)
+
+
+def test_the_default_limits_hold_one_quota_across_worker_processes() -> None:
+    # Three processes on the default Limits(), each told the whole quota, as a web server's
+    # workers are: together they stay under it, with no Redis and nothing configured.
+    workers_hold_the_quota_together("host")
+
+
+@pytest.mark.parametrize(("flag", "mode"), [([], "alone"), (["--no-share-on-host"], "local")])
+def test_the_command_line_shares_on_this_host_unless_told_not_to(
+    tmp_path: Path, flag: list[str], mode: str
+) -> None:
+    fake = FakeCognito(user_update_rps=200, per_user_write_rps=None, seed=5)
+    pool = fake.create_pool()
+    fake.seed_users(pool.id, 20)
+    path = tmp_path / "in.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"username": f"user{i}", "attributes": {"nickname": f"n{i}"}}) + "\n"
+            for i in range(20)
+        )
+    )
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    with fake.run_in_thread():
+        command = [
+            sys.executable, "-m", "aiocognito", "update", "--input", str(path),
+            "--user-pool-id", pool.id, "--region", "us-east-1",
+            "--endpoint-url", fake.endpoint_url, "--rps", "200", "--progress", "json", *flag,
+        ]  # fmt: skip
+        done = subprocess.run(
+            command, check=False, capture_output=True, text=True, env=env, timeout=120
+        )
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert (records[-1]["ok"], records[-1]["quota_mode"]) == (20, mode)
