@@ -120,15 +120,15 @@ class Limits:
             reads the ``AIOCOGNITO_SHARED_QUOTA_URL`` environment variable when the client
             opens; ``""`` turns the fleet mode off even if that is set. If Redis fails, calls
             go on under the process's own limiter (see ``statistics().categories``).
-        share_on_host: With no ``shared_quota_url``, share the quota with this user's other
-            processes on this host that use the same quota group (a web server's workers, a
-            migration beside them), through a private directory under the temporary directory
-            (``aiocognito-<uid>``). A process paces alone, with no file I/O, while no other
-            process uses the quota, and draws from the shared bucket while one does. ``None``
-            (the default) means on, unless the ``AIOCOGNITO_SHARE_ON_HOST`` environment
-            variable is ``0``, ``false``, ``no`` or ``off``; ``False`` turns it off. POSIX
-            only; elsewhere, and if the directory is not this user's alone, processes pace
-            alone.
+        share_on_host: With no ``shared_quota_url`` in effect, share the quota with this
+            user's other processes on this host that use the same quota group (a web server's
+            workers, a migration beside them), through a private directory in the temporary
+            directory (``aiocognito-<uid>``). A process paces alone, with no file I/O, while
+            no other process uses the quota, and draws from the shared bucket while one does.
+            ``None`` (the default) means on, unless the ``AIOCOGNITO_SHARE_ON_HOST``
+            environment variable is ``0``, ``false``, ``no`` or ``off``; ``False`` turns it
+            off. POSIX only; elsewhere, or if the directory cannot be used or is not this
+            user's alone (a WARNING), each process paces alone.
     """
 
     max_concurrency: int = field(default=64, validator=_positive_int)

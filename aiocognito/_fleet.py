@@ -72,10 +72,16 @@ process dies) and looks every ``PRESENCE_EVERY`` seconds whether another process
 Alone (mode ``alone``), it paces with the inherited local limiter, with no file I/O per request,
 so one process (every benchmark of a single client, a script) runs exactly as without sharing.
 When another process comes, it goes to the bucket as when Redis comes back: the callers waiting
-locally move to the bucket's queue, and a new bucket starts from the local rate. When the last
-other process leaves, it paces alone again from the fleet's whole rate, and the callers waiting
-on the bucket go on locally. A directory that is not the user's alone is not used (mode
-``local``, said once at INFO, since nobody asked for it).
+locally move to the bucket's queue, and a new bucket starts from the local rate. When no other
+process has been seen for ``ALONE_AFTER`` checks in a row, it paces alone again from the
+fleet's whole rate, and the callers waiting on the bucket go on locally. Neither switch hands
+out a fresh burst: the local bucket starts empty, and the shared one is charged the local
+burst as a debt; otherwise a process that opens and closes clients would push the others
+over the quota at every flip (to 31/s of 20/s, flipping every 0.3 s). A directory that cannot
+be used leaves the process pacing alone (mode ``local``), said once per process: at INFO, or at
+WARNING if the directory is not this user's alone (another user may have made it, in a shared
+``/tmp``). A limiter told a ``file://`` URL marks its process too (and always shares), so that
+the default's processes see it.
 
 A single slow answer is not an outage: its request goes on under the local limiter at once, and
 the answer, when it comes, still counts. If it granted a token, that token paid for the request;
@@ -93,6 +99,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import math
 import os
 import random
@@ -117,6 +124,7 @@ from ._limits import (
     RateLimiter,
     ShareLimit,
     _AdaptiveRate,
+    _Moved,
     _Queues,
 )
 
@@ -151,10 +159,14 @@ RECONNECT_FIRST = 0.1  # the first reconnect attempt after a failure, in seconds
 RECONNECT_CAP = 5.0  # ...doubling, with full jitter, up to this
 TRIP_WEIGHT = 0.1  # the smoothed Redis round trip follows the last ten or so
 EPOCH = 1_700_000_000  # Redis TIME minus this keeps microseconds exact in a double
+_SHARING_OFF_SAID: set[str] = set()  # directories this process said it cannot share through
 PRESENCE_EVERY = 0.25  # sharing on this host by default: look this often whether another
 # process uses the quota. A newcomer shares from its first request, and the others within
 # this long: a quarter of a second of one process's rate over the quota at most, which the
 # server's one-second burst reserve absorbs
+ALONE_AFTER = 4  # ...and pace alone only after this many checks in a row found no other: a
+# process that opens and closes clients must not flip the others between their two buckets,
+# each switch a fresh burst
 
 # KEYS: 1 the bucket hash, 2 the processes' sorted set.
 # ARGV: 1 member, 2 wanted, 3 bulk (0/1), 4 answers, 5 throttled answers, 6 the judge's rate
@@ -341,6 +353,7 @@ class FleetLimiter(RateLimiter):
         self._when_shared = when_shared and is_file_url(url)
         self._presence: Presence | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._alone_checks = 0  # checks in a row that found no other process
         # The group in braces is a Redis Cluster hash tag: a category's keys share one slot,
         # as a script's keys must.
         prefix = f"aiocognito:{{{group}}}:{category}"
@@ -366,7 +379,6 @@ class FleetLimiter(RateLimiter):
         # ...to a draw at this priority: a bulk draw's answer leaves out the interactive reserve
         self._due_for = Priority.INTERACTIVE
         self._waiting = _Queues()  # callers waiting for the fleet's bucket
-        self._local_scopes: set[anyio.CancelScope] = set()  # callers waiting locally
         self.takes = 0  # round trips to Redis that answered
         self._slow = 0  # round trips in a row over REDIS_BUDGET
         self._trip = 0.0  # the round trip to Redis, smoothed
@@ -397,7 +409,7 @@ class FleetLimiter(RateLimiter):
             )
         self._script = self._redis.register_script(_TAKE)
         self.mode = SHARED
-        if self._when_shared and not self._mark():
+        if self._on_host and not self._mark():
             return
         try:
             with anyio.fail_after(CONNECT_BUDGET):
@@ -408,27 +420,45 @@ class FleetLimiter(RateLimiter):
     def _mark(self) -> bool:
         """Sharing by default: mark this process on the quota and watch for others; False if
         it paces locally for now (alone, or the directory is unusable)."""
-        from ._hostquota import Presence  # noqa: PLC0415 - imports this module
+        from ._hostquota import (  # noqa: PLC0415 - imports this module
+            HostStore,
+            Presence,
+            QuotaDirectoryNotPrivateError,
+        )
 
-        assert self._redis is not None
-        presence = Presence(self._redis, self.keys[0])  # type: ignore[arg-type]
+        store = self._redis
+        assert isinstance(store, HostStore)
+        presence = Presence(store, self.keys[0])
         try:
             alone = presence.alone()
         except OSError as exc:
-            # Not asked for: a directory that is not private, or cannot be written, leaves
-            # this process pacing alone as it would without sharing. Said once, at INFO.
             presence.close()
+            if not self._when_shared:
+                return True  # a named directory: the check that follows falls back, loudly
+            # Not asked for: a directory that cannot be written leaves this process pacing
+            # alone, as it would without sharing; said once per process, at INFO. One that is
+            # not this user's alone may be another user's doing (made in advance, in a shared
+            # /tmp): said at WARNING.
             self.mode = LOCAL
-            _log.logger.info(
-                "the %s quota is not shared on this host (%s); pacing locally",
-                self.category,
-                type(exc).__name__,
-                extra={"event": "host sharing off", "code": type(exc).__name__},
-            )
+            if self._url not in _SHARING_OFF_SAID:
+                _SHARING_OFF_SAID.add(self._url)
+                kind = type(exc).__name__
+                _log.logger.log(
+                    logging.WARNING
+                    if isinstance(exc, QuotaDirectoryNotPrivateError)
+                    else logging.INFO,
+                    "the quota is not shared on this host (%s: %s); each process paces alone",
+                    kind,
+                    "the directory is not this user's alone"
+                    if isinstance(exc, QuotaDirectoryNotPrivateError)
+                    else "the directory cannot be used",
+                    extra={"event": "host sharing off", "code": kind},
+                )
             return False
         self._presence = presence
+        store.sweep_unused()
         self._watch = asyncio.get_running_loop().create_task(self._watch_presence())
-        if alone:
+        if alone and self._when_shared:
             self.mode = ALONE
             return False
         return True
@@ -449,29 +479,45 @@ class FleetLimiter(RateLimiter):
             alone = presence.alone()
         except OSError:
             return  # the directory went wrong: keep the mode; the next check tries again
-        if alone and self.mode == SHARED:
+        if not self._when_shared:
+            return  # a named directory: marked, so that the default's processes see this one
+        self._alone_checks = self._alone_checks + 1 if alone else 0
+        if self.mode == SHARED and self._alone_checks >= ALONE_AFTER:
             self._go_alone()
         elif not alone and self.mode == ALONE:
             self._go_shared()
 
     def _go_alone(self) -> None:
-        """No other process uses the quota: pace locally from the fleet's whole rate."""
+        """No other process uses the quota: pace locally from the fleet's whole rate.
+
+        The local bucket starts empty: its tokens accrued while the shared bucket paced this
+        process, and spending them now would add a burst on top of the shared one's.
+        """
         self.mode = ALONE
         self._judge = None
         self._leased.clear()
         if self.fleet_rate is not None:
             self._seed(self.fleet_rate)
         self.fleet_rate = None  # no fleet to report while alone
+        self._bucket.tokens, self._bucket.last = 0.0, self._clock()
         for queue in self._waiting.by_priority:
             for waiter in queue:
                 waiter.wake.set()  # they go on locally
 
     def _go_shared(self) -> None:
-        """Another process uses the quota: draw from the bucket, this process's callers too."""
+        """Another process uses the quota: draw from the bucket, this process's callers too.
+
+        The bucket knows nothing of what this process sent alone: its burst (a fifth of a
+        second of the rate) is charged to it as a debt, so that the first draws do not add a
+        full burst of the shared bucket's on top of the one just spent.
+        """
         self.mode = SHARED
+        self._alone_checks = 0
+        local = RateLimiter.rate(self) or 1.0
+        self._debt += max(1, math.floor(local * BURST_SECONDS))
+        self._debt_at = self._clock()
         self.fleet_rate = None  # a new bucket starts from the local rate, not an old share
-        for scope in self._local_scopes:
-            scope.cancel()  # the callers waiting locally go to the bucket's queue
+        self._wake_all()  # the callers waiting locally go to the bucket's queue
 
     async def detach(self) -> None:
         """A client closed: disconnect when the last one has left."""
@@ -594,16 +640,18 @@ class FleetLimiter(RateLimiter):
         A caller left in the local queue after the fleet is back would be paced locally *and*
         the fleet's bucket would pace the new ones: together, over the quota.
         """
-        with anyio.CancelScope() as scope:
-            self._local_scopes.add(scope)
-            try:
-                await super().acquire(
-                    claim.priority, deadline=deadline, share=claim.share, claim=claim
-                )
-                return True
-            finally:
-                self._local_scopes.discard(scope)
-        return False
+        claim._movable = True  # woken and sent on (_Moved) if the bucket comes back
+        try:
+            await super().acquire(claim.priority, deadline=deadline, share=claim.share, claim=claim)
+        except _Moved:
+            return False
+        finally:
+            claim._movable = False
+        return True
+
+    def _moved(self) -> bool:
+        """A caller waiting locally goes to the bucket's queue once the bucket paces again."""
+        return self.mode == SHARED
 
     async def _turn(self, claim: QuotaClaim, deadline: float | None) -> float | None:
         """The head's turn: 0.0 if it has its token, else the seconds to wait; None on failure,
@@ -919,6 +967,7 @@ class FleetLimiter(RateLimiter):
             rate = min(rate, self._ceiling)
         local.base = local.w_max = max(rate, MIN_RATE)
         local.slow_start = False
+        local.cuts = self._rate.cuts  # statistics count every cut of this process's limiter
         self._rate = local
 
     def _fresh_rate(self, now: float) -> _AdaptiveRate:
@@ -959,8 +1008,7 @@ class FleetLimiter(RateLimiter):
                     continue
                 self._rejoined_at = self._clock()
                 self._log.reachable()
-                for scope in self._local_scopes:
-                    scope.cancel()  # the callers waiting locally go back to the fleet's queue
+                self._wake_all()  # the callers waiting locally go back to the fleet's queue
                 return
         finally:
             self._reconnect = None
@@ -971,6 +1019,7 @@ class FleetLimiter(RateLimiter):
         """A snapshot, with the mode and the fleet's rate and processes as last seen."""
         local = super().statistics()
         queued = local.queued + len(self._waiting)
+        fleet = self.mode in (SHARED, LOCAL_FALLBACK)
         return CategoryStatistics(
             category=local.category,
             rate=self.rate(),
@@ -982,7 +1031,8 @@ class FleetLimiter(RateLimiter):
             cuts=local.cuts + (self._judge.cuts if self._judge is not None else 0),
             noise_tolerance=local.noise_tolerance,
             mode=self.mode,
-            fleet_rate=self.fleet_rate,
-            fleet_processes=self.processes if self.fleet_rate is not None else None,
+            # The fleet as last seen, while this process is in it (or falls back from it).
+            fleet_rate=self.fleet_rate if fleet else None,
+            fleet_processes=self.processes if fleet and self.fleet_rate is not None else None,
             fallbacks=self._log.outages,
         )

@@ -48,11 +48,13 @@ import asyncio
 import contextlib
 import errno
 import hashlib
+import itertools
 import json
 import math
 import os
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
@@ -60,7 +62,7 @@ from typing import Any
 
 from ._config import quota_directory
 from ._errors import ConfigurationError
-from ._fleet import EPOCH
+from ._fleet import EPOCH, KEY_TTL
 
 __all__ = ["HostStore", "Presence", "take"]
 
@@ -270,6 +272,37 @@ class HostStore:
                 if os.lstat(leftover).st_mtime < stale:
                     leftover.unlink()
 
+    def sweep_unused(self, *, limit: int = 1000) -> None:
+        """Remove what no process uses any more, so that quota groups used once (a test
+        suite's endpoints on random ports) do not pile up: marks nobody holds (a killed
+        process's last), and state untouched for ``KEY_TTL`` with its lock file. At most
+        ``limit`` files are looked at. A process that opened one of them meanwhile finds it
+        gone at its next use (the inode changed) and makes it anew.
+        """
+        import fcntl  # noqa: PLC0415
+
+        now = time.time()
+        try:
+            paths = list(itertools.islice(self.directory.iterdir(), limit))
+        except OSError:
+            return
+        for path in paths:
+            with contextlib.suppress(OSError):
+                if path.suffix == ".json" and os.lstat(path).st_mtime < now - KEY_TTL:
+                    path.unlink()
+                    path.with_suffix(".lock").unlink(missing_ok=True)
+                elif path.suffix == ".present":
+                    with _MARKS_LOCK:
+                        if (os.getpid(), path) in _MARKS:
+                            continue  # ours: closing a descriptor of it would drop our mark
+                        fd = self._open(path, os.O_RDWR)
+                        try:
+                            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+                            if self._same_file(fd, path):
+                                path.unlink()  # nobody holds a mark on it
+                        finally:
+                            os.close(fd)
+
     async def _locked(self, key: str) -> int:
         """Take ``key``'s lock, polling so as never to block the event loop."""
         import fcntl  # noqa: PLC0415
@@ -383,6 +416,41 @@ class HostStore:
                 os.close(fd)
 
 
+class _Mark:
+    """This process's one open mark file for a path, shared by every :class:`Presence` on it.
+
+    POSIX record locks belong to the process, and closing *any* descriptor of a file drops
+    all of the process's locks on it: so a process keeps one descriptor per mark file, and
+    closes it only when the last of its users leaves.
+    """
+
+    __slots__ = ("fd", "path", "store", "users")
+
+    def __init__(self, store: HostStore, path: Path) -> None:
+        self.store = store
+        self.path = path
+        self.fd: int | None = None
+        self.users = 0
+
+    def file(self) -> int:
+        """The open mark file: reopened if it was removed or replaced (a /tmp cleaner)."""
+        fd = self.fd
+        if fd is not None and not HostStore._same_file(fd, self.path):
+            # Our lock on the old file excludes nobody who opened the new one.
+            self.fd = None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            fd = None
+        if fd is None:
+            self.store._private_directory()
+            fd = self.fd = self.store._open(self.path, os.O_RDWR | os.O_CREAT)
+        return fd
+
+
+_MARKS: dict[tuple[int, Path], _Mark] = {}  # (pid, path): a forked child has marks of its own
+_MARKS_LOCK = threading.Lock()  # event loops in several threads may share a mark
+
+
 class Presence:
     """This process's mark on a quota of this host, and whether another process has one too.
 
@@ -390,12 +458,12 @@ class Presence:
     first byte of one file beside the bucket's (``<key>.present``). A process is alone if it can
     turn its own lock into a write lock, which another process's read lock forbids; it turns it
     back at once. The kernel drops a process's locks when it exits, however it dies, so there is
-    nothing to expire or sweep, and a check costs two system calls.
+    nothing to expire, and a check costs a few system calls.
 
-    POSIX record locks belong to the process, not to the open file: a second ``Presence`` on
-    the same key in one process (another event loop's) shares the mark, and closing either
-    drops it until the other's next :meth:`alone` sets it again. A forked child holds none of
-    its parent's locks and marks itself at its next check.
+    Every ``Presence`` on one file in a process (several event loops, several clients) shares
+    one descriptor, closed when the last of them closes: closing any descriptor of the file
+    would drop the process's lock for all of them. A forked child holds none of its parent's
+    locks and marks itself at its first check.
 
     Args:
         store: The store whose directory holds the mark (its rules on privacy apply).
@@ -406,24 +474,17 @@ class Presence:
         lock, _ = store._paths(key)
         self._store = store
         self.path = lock.with_suffix(".present")
-        self._fd: int | None = None
-        self._pid = os.getpid()
-        self.marked = False
+        self._mark: _Mark | None = None
 
-    def _file(self) -> int:
-        """The open mark file: reopened if it was removed or replaced, or after a fork."""
-        fd = self._fd
-        if fd is not None and (os.getpid() != self._pid or not HostStore._same_file(fd, self.path)):
-            # Our lock on the old file excludes nobody who opened the new one. After a fork,
-            # closing our copy drops nothing of the parent's (its locks are its own).
-            self._fd, self._pid, self.marked = None, os.getpid(), False
-            with contextlib.suppress(OSError):
-                os.close(fd)
-            fd = None
-        if fd is None:
-            self._store._private_directory()
-            fd = self._fd = self._store._open(self.path, os.O_RDWR | os.O_CREAT)
-        return fd
+    def _shared(self) -> _Mark:
+        mark = self._mark
+        if mark is None or (os.getpid(), self.path) not in _MARKS:
+            mark = _MARKS.get((os.getpid(), self.path))
+            if mark is None:
+                mark = _MARKS[(os.getpid(), self.path)] = _Mark(self._store, self.path)
+            mark.users += 1
+            self._mark = mark
+        return mark
 
     def alone(self) -> bool:
         """Mark this process (if not yet), and say whether no other process holds a mark.
@@ -434,39 +495,45 @@ class Presence:
         """
         import fcntl  # noqa: PLC0415
 
-        fd = self._file()
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
-        except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-            if not self.marked:
-                # Another process holds a mark. Ours is set now, unless one is checking at
+        with _MARKS_LOCK:
+            fd = self._shared().file()
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                    raise
+                # Another process holds a mark. Ours is (re)set now, unless one is checking at
                 # this instant (its write lock, for two system calls): then at the next check.
                 with contextlib.suppress(OSError):
                     fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
-                    self.marked = True
-            return False
-        # A write lock of our own replaces our read lock; turning it back is atomic, and
-        # cannot be refused, since no other process holds any lock on the byte.
-        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
-        self.marked = True
-        return True
+                return False
+            # A write lock of our own replaces our read lock; turning it back is atomic, and
+            # cannot be refused, since no other process holds any lock on the byte.
+            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB, 1, 0)
+            return True
 
     def close(self) -> None:
-        """Drop the mark (closing the file drops this process's locks on it); the last process
-        to leave removes the file, so that marks of groups no longer used (a test suite's
-        endpoints on random ports) do not pile up."""
+        """Leave. The last user in this process drops the mark (closing the file drops the
+        process's locks on it); the last process to leave removes the file, so that marks of
+        groups no longer used (a test suite's endpoints on random ports) do not pile up."""
         import fcntl  # noqa: PLC0415
 
-        fd, self._fd, self.marked = self._fd, None, False
-        if fd is None:
-            return
-        with contextlib.suppress(OSError):
-            # Alone: remove it under a write lock. A process opening it meanwhile finds it
-            # gone at its next check (the inode changed) and marks itself in a new one.
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
-            if os.getpid() == self._pid and HostStore._same_file(fd, self.path):
-                os.unlink(self.path)
-        with contextlib.suppress(OSError):
-            os.close(fd)
+        with _MARKS_LOCK:
+            mark, self._mark = self._mark, None
+            if mark is None or _MARKS.get((os.getpid(), self.path)) is not mark:
+                return  # never marked, or marked in the parent of this forked child
+            mark.users -= 1
+            if mark.users > 0:
+                return
+            del _MARKS[(os.getpid(), self.path)]
+            fd, mark.fd = mark.fd, None
+            if fd is None:
+                return
+            with contextlib.suppress(OSError):
+                # Alone: remove it under a write lock. A process opening it meanwhile finds it
+                # gone at its next check (the inode changed) and marks itself in a new one.
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, 0)
+                if HostStore._same_file(fd, self.path):
+                    os.unlink(self.path)
+            with contextlib.suppress(OSError):
+                os.close(fd)

@@ -105,13 +105,14 @@ throttle heavily for the first second; with eight of them, or with random thrott
 of contention, shares stay uneven for a while; and several processes on a small quota (four
 on 25/s: a few requests a second each) keep throttling 15 to 20 % of requests, because each
 needs a throttle or two to see an overshoot, which the server's reserve has long hidden by
-then. Slowing the probe, lowering ``w_max`` after a cut in contention, pooling a window's
-throttles with the windows before it, or cutting on a single throttle each trims that a
-little, but costs the fairness of processes that start together, which the probe's pace is
-what restores. And a known quota under noise that spends quota still ratchets down for a
-few seconds before the rule above calls it noise (to 60 or 70 % of the quota, in some
-seeds). The deterministic simulation in ``tests/test_limits.py`` measures all of this (its
-strict xfails are the targets not met).
+then (which is why the processes of one host share one bucket by default: see
+:mod:`aiocognito._fleet`). Slowing the probe, lowering ``w_max`` after a cut in
+contention, pooling a window's throttles with the windows before it, or cutting on a
+single throttle each trims that a little, but costs the fairness of processes that start
+together, which the probe's pace is what restores. And a known quota under noise that
+spends quota still ratchets down for a few seconds before the rule above calls it noise (to
+60 or 70 % of the quota, in some seeds). The deterministic simulation in
+``tests/test_limits.py`` measures all of this (its strict xfails are the targets not met).
 
 Deadlines. A call is let through only if its expected start plus a high percentile
 (``RTT_QUANTILE``) of recently observed round trips fits before its deadline: otherwise it fails
@@ -701,6 +702,11 @@ class ShareLimit:
         self._bucket.tokens -= 1.0
 
 
+class _Moved(Exception):  # noqa: N818 - a signal between limiters, not an error
+    """Raised to a movable waiter that its limiter sends elsewhere before its grant (the
+    fleet's bucket, when Redis comes back or another process comes): it never held a token."""
+
+
 class QuotaClaim:
     """One caller's request for a token, which its caller may *promote* while it waits.
 
@@ -726,7 +732,7 @@ class QuotaClaim:
         granted: Whether the limiter let it through.
     """
 
-    __slots__ = ("_queues", "granted", "priority", "promoted", "share", "wake")
+    __slots__ = ("_movable", "_queues", "granted", "priority", "promoted", "share", "wake")
 
     # Made when it queues (:meth:`_Queues.join`), not here: most requests find a token at once
     # and never wait, and an event costs a few microseconds on every call.
@@ -738,6 +744,8 @@ class QuotaClaim:
         self.promoted = False
         self.granted = False
         self._queues: _Queues | None = None  # the queue it waits in, if any
+        # Waiting where its limiter may send it elsewhere (the fleet's bucket): see _Moved.
+        self._movable = False
 
     def promote(self) -> None:
         """Wait as interactive from now on, without a share cap; see the class docstring."""
@@ -1003,6 +1011,8 @@ class RateLimiter:
         self._queues.join(waiter)
         try:
             while True:
+                if waiter._movable and self._moved():
+                    raise _Moved  # noqa: TRY301 - it leaves the queue below, as any exit does
                 now = self._clock()
                 if self._head() is waiter:
                     # The share as of now: a promotion drops it.
@@ -1021,6 +1031,16 @@ class RateLimiter:
         except BaseException:
             self._queues.leave(waiter)
             raise
+
+    def _moved(self) -> bool:
+        """Whether a movable waiter must leave this queue (:class:`_Moved`); never, here."""
+        return False
+
+    def _wake_all(self) -> None:
+        """Wake every caller waiting here, so that each looks again at where it should wait."""
+        for queue in self._queues.by_priority:
+            for waiter in queue:
+                waiter.wake.set()
 
     async def _wait_behind(
         self, queues: _Queues, waiter: QuotaClaim, deadline: float | None

@@ -77,13 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         "(file:///path); default: $AIOCOGNITO_SHARED_QUOTA_URL",
     )
     update.add_argument(
-        "--no-share-on-host",
-        dest="share_on_host",
-        action="store_const",
-        const=False,
+        "--share-on-host",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="pace this process alone, even beside other processes of this host that use the "
-        "quota (by default they share it; also $AIOCOGNITO_SHARE_ON_HOST=0)",
+        help="share the quota with this user's other processes on this host that use it "
+        "(the default, unless $AIOCOGNITO_SHARE_ON_HOST=0); --no-share-on-host paces alone",
     )
     update.add_argument("--journal", metavar="FILE", help="default: INPUT's name + .journal")
     update.add_argument(

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +26,9 @@ import pytest
 import aiocognito
 from aiocognito._bulkcli import fleet_text
 from aiocognito._client import SHARE_ON_HOST_ENV, client_over, host_quota_url
-from aiocognito._fleet import ALONE, LOCAL, SHARED, FleetLimiter
+from aiocognito._fleet import ALONE, ALONE_AFTER, LOCAL, SHARED, FleetLimiter
 from aiocognito._hostquota import HostStore, Presence
-from aiocognito._limits import Priority, RateLimiter
+from aiocognito._limits import BURST_SECONDS, Priority, QuotaClaim, RateLimiter
 from aiocognito.testing import FakeCognito
 from tests.fakes import FakeTransport
 from tests.fleet_workers import workers_hold_the_quota_together
@@ -166,6 +168,9 @@ async def test_another_process_turns_sharing_on_and_its_exit_turns_it_off(
             assert limiter.takes > 0
             assert limiter.statistics().sent == 30
             _kill(other_process[0])
+            for _ in range(ALONE_AFTER - 1):
+                limiter._check_presence()
+            assert limiter.mode == SHARED  # a second alone is not yet "alone"
             limiter._check_presence()
             assert limiter.mode == ALONE
             takes = limiter.takes
@@ -193,7 +198,8 @@ async def test_callers_waiting_on_the_bucket_go_on_locally_when_the_other_leaves
                 await anyio.wait_all_tasks_blocked()
                 assert limiter.statistics().queued > 0
                 _kill(other_process[0])
-                limiter._check_presence()
+                for _ in range(ALONE_AFTER):
+                    limiter._check_presence()
                 assert limiter.mode == ALONE
                 takes = limiter.takes
         assert limiter.statistics().sent == 12
@@ -224,21 +230,41 @@ async def test_a_directory_that_is_not_private_paces_alone_and_says_so_once(
 ) -> None:
     shared = tmp_path / "quota"
     shared.mkdir()
-    shared.chmod(0o777)  # another user could plant marks or state in it
-    limiter = _limiter(f"file://{shared}")
+    shared.chmod(0o777)  # another user could plant marks or state in it, or made it to stop us
+    with caplog.at_level(logging.INFO, logger="aiocognito"):
+        for _ in range(2):  # two clients, one after the other
+            limiter = _limiter(f"file://{shared}")
+            await limiter.attach()
+            try:
+                with anyio.fail_after(5):
+                    for _ in range(3):
+                        await limiter.acquire(Priority.INTERACTIVE)
+                assert (limiter.mode, limiter.statistics().sent) == (LOCAL, 3)
+            finally:
+                await limiter.detach()
+    notes = [r for r in caplog.records if "not shared on this host" in r.getMessage()]
+    assert len(notes) == 1  # once per process
+    assert notes[0].levelno == logging.WARNING
+    assert "not this user's alone" in notes[0].getMessage()
+    assert list(shared.iterdir()) == []
+
+
+async def test_a_directory_that_cannot_be_made_paces_alone_and_says_so_at_info(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a file where the directory's parent should be: it cannot be made
+    limiter = _limiter(f"file://{blocked}/quota")
     with caplog.at_level(logging.INFO, logger="aiocognito"):
         await limiter.attach()
         try:
             with anyio.fail_after(5):
-                for _ in range(3):
-                    await limiter.acquire(Priority.INTERACTIVE)
-            assert (limiter.mode, limiter.statistics().sent) == (LOCAL, 3)
+                await limiter.acquire(Priority.INTERACTIVE)
+            assert limiter.mode == LOCAL
         finally:
             await limiter.detach()
     notes = [r for r in caplog.records if "not shared on this host" in r.getMessage()]
-    assert len(notes) == 1
-    assert notes[0].levelno == logging.INFO  # not asked for: no WARNING
-    assert list(shared.iterdir()) == []
+    assert [r.levelno for r in notes] == [logging.INFO]  # nobody's doing: not a warning
 
 
 def _limiter_of(client: aiocognito.CognitoClient) -> RateLimiter:
@@ -299,9 +325,17 @@ def test_the_default_limits_hold_one_quota_across_worker_processes() -> None:
     workers_hold_the_quota_together("host")
 
 
-@pytest.mark.parametrize(("flag", "mode"), [([], "alone"), (["--no-share-on-host"], "local")])
+@pytest.mark.parametrize(
+    ("flag", "env", "mode"),
+    [
+        ([], "", "alone"),
+        (["--no-share-on-host"], "", "local"),
+        ([], "0", "local"),
+        (["--share-on-host"], "0", "alone"),
+    ],
+)
 def test_the_command_line_shares_on_this_host_unless_told_not_to(
-    tmp_path: Path, flag: list[str], mode: str
+    tmp_path: Path, flag: list[str], env: str, mode: str
 ) -> None:
     fake = FakeCognito(user_update_rps=200, per_user_write_rps=None, seed=5)
     pool = fake.create_pool()
@@ -313,7 +347,8 @@ def test_the_command_line_shares_on_this_host_unless_told_not_to(
             for i in range(20)
         )
     )
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    environment = {**os.environ, "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    environment[SHARE_ON_HOST_ENV] = env
     with fake.run_in_thread():
         command = [
             sys.executable, "-m", "aiocognito", "update", "--input", str(path),
@@ -321,8 +356,100 @@ def test_the_command_line_shares_on_this_host_unless_told_not_to(
             "--endpoint-url", fake.endpoint_url, "--rps", "200", "--progress", "json", *flag,
         ]  # fmt: skip
         done = subprocess.run(
-            command, check=False, capture_output=True, text=True, env=env, timeout=120
+            command, check=False, capture_output=True, text=True, env=environment, timeout=120
         )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert (records[-1]["ok"], records[-1]["quota_mode"]) == (20, mode)
+
+
+def test_two_marks_in_one_process_are_one_mark_until_both_leave(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    # Two event loops (or clients) of one process on one quota: record locks belong to the
+    # process, and closing either's file would drop the other's mark with it, leaving the
+    # others to pace alone beside this process for good.
+    url = f"file://{tmp_path}/quota"
+    first, second = Presence(HostStore(url), KEY), Presence(HostStore(url), KEY)
+    assert first.alone()
+    assert second.alone()  # the same process: not "another"
+    first.close()
+    assert _mark_elsewhere(other_process, url) == "not alone"  # still marked, by the second
+    assert not second.alone()
+    second.close()
+    _kill(other_process[0])
+    assert _mark_elsewhere(other_process, url) == "alone"
+
+
+async def test_a_switch_hands_out_no_fresh_burst(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    # Each bucket refills while the other paces the process: spending the local one's burst on
+    # going alone, or the shared one's on coming back, would put a burst over the quota at
+    # every switch (a worker that opens and closes clients flips the others back and forth).
+    url = f"file://{tmp_path}/quota"
+    limiter = _limiter(url, ceiling=20.0)
+    await limiter.attach()
+    try:
+        assert _mark_elsewhere(other_process, url) == "not alone"
+        limiter._check_presence()
+        assert limiter.mode == SHARED
+        assert limiter._debt >= math.floor(20.0 * BURST_SECONDS)  # the local burst, charged
+        _kill(other_process[0])
+        for _ in range(ALONE_AFTER):
+            limiter._check_presence()
+        assert limiter.mode == ALONE
+        assert not limiter._take_now(QuotaClaim(), None)  # no token at once: no burst
+        with anyio.fail_after(5):
+            await limiter.acquire(Priority.INTERACTIVE)  # the next one, at the rate
+    finally:
+        await limiter.detach()
+
+
+async def test_a_process_that_names_the_directory_is_seen_by_the_default_ones(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    # One process told shared_quota_url="file://<the default's directory>" always draws from
+    # the bucket; the default's processes must see it there, or they pace alone beside it.
+    url = f"file://{tmp_path}/quota"
+    named = FleetLimiter("UserUpdate", 20.0, adaptive=True, url=url, group="g")
+    await named.attach()
+    try:
+        assert named.mode == SHARED
+        assert _mark_elsewhere(other_process, url) == "not alone"
+    finally:
+        await named.detach()
+
+
+async def test_what_no_process_uses_is_swept_when_a_process_marks_itself(
+    tmp_path: Path, other_process: list[subprocess.Popen[str]]
+) -> None:
+    # Groups used once (a test suite's endpoints on random ports) must not pile up: marks of
+    # killed processes, and state untouched for an hour with its lock file, go; a mark that a
+    # live process holds, and fresh state, stay.
+    url = f"file://{tmp_path}/quota"
+    directory = tmp_path / "quota"
+    killed_key, held_key = KEY.replace("{g}", "{killed}"), KEY.replace("{g}", "{held}")
+    assert _mark_elsewhere(other_process, url, killed_key) == "alone"
+    _kill(other_process[0])  # its mark file stays behind
+    assert _mark_elsewhere(other_process, url, held_key) == "alone"
+    store = HostStore(url)
+    old_state, old_lock = store._paths("aiocognito:{old}:UserUpdate:bucket")[::-1]
+    fresh_state, fresh_lock = store._paths("aiocognito:{fresh}:UserUpdate:bucket")[::-1]
+    for path in (old_state, old_lock, fresh_state, fresh_lock):
+        path.write_text("{}")
+    an_hour_ago = time.time() - 3700
+    os.utime(old_state, (an_hour_ago, an_hour_ago))
+    killed_mark = store._paths(killed_key)[0].with_suffix(".present")
+    held_mark = store._paths(held_key)[0].with_suffix(".present")
+    assert killed_mark.exists()
+    limiter = _limiter(url)
+    await limiter.attach()
+    try:
+        left = set(directory.iterdir())
+    finally:
+        await limiter.detach()
+    assert killed_mark not in left
+    assert not {old_state, old_lock} & left
+    own_mark = store._paths(KEY)[0].with_suffix(".present")
+    assert {held_mark, fresh_state, fresh_lock, own_mark} <= left
