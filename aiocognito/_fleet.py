@@ -107,7 +107,7 @@ import socket
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -124,7 +124,6 @@ from ._limits import (
     RateLimiter,
     ShareLimit,
     _AdaptiveRate,
-    _Moved,
     _Queues,
 )
 
@@ -560,26 +559,49 @@ class FleetLimiter(RateLimiter):
             return True
         return False
 
-    async def acquire(
+    def acquire(
         self,
         priority: Priority = Priority.INTERACTIVE,
         *,
         deadline: float | None = None,
         share: ShareLimit | None = None,
         claim: QuotaClaim | None = None,
-    ) -> None:
+    ) -> Coroutine[Any, Any, None]:
         """Wait for the fleet's quota to allow one request; see :meth:`RateLimiter.acquire`.
 
         The claim goes with the caller from queue to queue (the fleet's, the local limiter's
-        while Redis fails or is slow), so a promotion takes effect wherever it waits; see the
-        module docstring.
+        while Redis fails or is slow, or while no other process shares a quota of this host),
+        so a promotion takes effect wherever it waits; see the module docstring. Paced locally,
+        the caller waits in the local limiter's own coroutine, movable: if the bucket paces
+        again before its grant, it goes on there (:meth:`_moved_on`). So pacing alone costs no
+        object per caller beyond the local limiter's, nor the collector's time over them.
         """
         if claim is None:
             claim = QuotaClaim()
+        if self.mode != SHARED:
+            claim._movable = True
+            return RateLimiter.acquire(self, priority, deadline=deadline, share=share, claim=claim)
+        return self._acquire_shared(priority, deadline, share, claim)
+
+    async def _moved_on(self, claim: QuotaClaim, deadline: float | None) -> None:
+        """A caller waiting locally when the bucket came back: it waits there now. A caller
+        left in the local queue would be paced locally *and* the bucket would pace the new
+        ones: together, over the quota."""
+        await self.acquire(claim.priority, deadline=deadline, share=claim.share, claim=claim)
+
+    def _moved(self) -> bool:
+        """A caller waiting locally goes to the bucket's queue once the bucket paces again."""
+        return self.mode == SHARED
+
+    async def _acquire_shared(
+        self,
+        priority: Priority,
+        deadline: float | None,
+        share: ShareLimit | None,
+        claim: QuotaClaim,
+    ) -> None:
+        """Wait for a token from the bucket (the local limiter's, if it fails meanwhile)."""
         claim._bind(priority, share)
-        while self.mode != SHARED:
-            if self._take_now(claim, deadline) or await self._acquire_locally(claim, deadline):
-                return None
         if deadline is not None:
             ahead = self._waiting.ahead(claim.priority)
             rate = self.fleet_rate or super().rate() or 1.0
@@ -611,6 +633,7 @@ class FleetLimiter(RateLimiter):
                         if (RateLimiter.rate(self) or math.inf) > fair * 1.01:
                             self._seed(fair)
                     try:
+                        # Not movable: the bucket is the one that was slow for this caller.
                         return await RateLimiter.acquire(
                             self, claim.priority, deadline=deadline, share=claim.share, claim=claim
                         )
@@ -633,25 +656,6 @@ class FleetLimiter(RateLimiter):
         elif self.mode == SHARED:
             self._keep(self._clock())  # the late token it took serves the next caller
         served.used = 0
-
-    async def _acquire_locally(self, claim: QuotaClaim, deadline: float | None) -> bool:
-        """Wait under the local limiter; False if Redis came back first (then share again).
-
-        A caller left in the local queue after the fleet is back would be paced locally *and*
-        the fleet's bucket would pace the new ones: together, over the quota.
-        """
-        claim._movable = True  # woken and sent on (_Moved) if the bucket comes back
-        try:
-            await super().acquire(claim.priority, deadline=deadline, share=claim.share, claim=claim)
-        except _Moved:
-            return False
-        finally:
-            claim._movable = False
-        return True
-
-    def _moved(self) -> bool:
-        """A caller waiting locally goes to the bucket's queue once the bucket paces again."""
-        return self.mode == SHARED
 
     async def _turn(self, claim: QuotaClaim, deadline: float | None) -> float | None:
         """The head's turn: 0.0 if it has its token, else the seconds to wait; None on failure,

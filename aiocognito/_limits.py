@@ -702,11 +702,6 @@ class ShareLimit:
         self._bucket.tokens -= 1.0
 
 
-class _Moved(Exception):  # noqa: N818 - a signal between limiters, not an error
-    """Raised to a movable waiter that its limiter sends elsewhere before its grant (the
-    fleet's bucket, when Redis comes back or another process comes): it never held a token."""
-
-
 class QuotaClaim:
     """One caller's request for a token, which its caller may *promote* while it waits.
 
@@ -744,7 +739,7 @@ class QuotaClaim:
         self.promoted = False
         self.granted = False
         self._queues: _Queues | None = None  # the queue it waits in, if any
-        # Waiting where its limiter may send it elsewhere (the fleet's bucket): see _Moved.
+        # Waiting where its limiter may send it elsewhere (the fleet's bucket): see _moved.
         self._movable = False
 
     def promote(self) -> None:
@@ -1012,7 +1007,7 @@ class RateLimiter:
         try:
             while True:
                 if waiter._movable and self._moved():
-                    raise _Moved  # noqa: TRY301 - it leaves the queue below, as any exit does
+                    break
                 now = self._clock()
                 if self._head() is waiter:
                     # The share as of now: a promotion drops it.
@@ -1031,10 +1026,20 @@ class RateLimiter:
         except BaseException:
             self._queues.leave(waiter)
             raise
+        # Sent elsewhere before its grant (it never held a token): see _moved.
+        self._queues.leave(waiter)
+        waiter._movable = False
+        await self._moved_on(waiter, deadline)
 
     def _moved(self) -> bool:
-        """Whether a movable waiter must leave this queue (:class:`_Moved`); never, here."""
+        """Whether a movable waiter must leave this queue for another (the fleet's bucket,
+        when it paces again: Redis back, or another process on a quota of this host) and go
+        on there (:meth:`_moved_on`); never, here."""
         return False
+
+    async def _moved_on(self, claim: QuotaClaim, deadline: float | None) -> None:
+        """Wait for a token elsewhere, for a caller that :meth:`_moved` sent away."""
+        raise NotImplementedError  # pragma: no cover - _moved is never true here
 
     def _wake_all(self) -> None:
         """Wake every caller waiting here, so that each looks again at where it should wait."""
