@@ -117,7 +117,8 @@ class CognitoClient:
         ConfigurationError: ``instrument=True`` without opentelemetry-api installed, or a
             shared quota (``Limits.shared_quota_url`` or ``AIOCOGNITO_SHARED_QUOTA_URL``)
             without redis-py installed.
-        ValueError: ``AIOCOGNITO_SHARED_QUOTA_URL`` is not a Redis URL.
+        ValueError: ``AIOCOGNITO_SHARED_QUOTA_URL`` is not a Redis URL, or
+            ``AIOCOGNITO_SHARE_ON_HOST`` is neither on nor off.
     """
 
     def __init__(
@@ -724,14 +725,23 @@ SHARED_QUOTA_ENV = "AIOCOGNITO_SHARED_QUOTA_URL"
 #: is None: ``0``, ``false``, ``no`` or ``off``.
 SHARE_ON_HOST_ENV = "AIOCOGNITO_SHARE_ON_HOST"
 _OFF = frozenset({"0", "false", "no", "off"})
+_ON = frozenset({"", "1", "true", "yes", "on"})
 
 
 def host_quota_url() -> str | None:
     """The private directory this user's processes share quotas through by default, as a
-    ``file://`` URL: ``aiocognito-<uid>`` in the temporary directory; None off POSIX."""
+    ``file://`` URL: ``aiocognito-<uid>`` in the temporary directory. None off POSIX, and
+    where there is no temporary directory to share (a read-only file system, or only the
+    working directory, which processes need not share): then each process paces alone."""
     if os.name != "posix" or not hasattr(os, "geteuid"):
         return None
-    return (Path(tempfile.gettempdir()) / f"aiocognito-{os.geteuid()}").as_uri()
+    try:
+        directory = tempfile.gettempdir()
+        if os.path.realpath(directory) == os.path.realpath(os.getcwd()):
+            return None  # gettempdir()'s last resort: not a place processes agree on
+    except OSError:
+        return None  # no usable temporary directory at all
+    return (Path(directory) / f"aiocognito-{os.geteuid()}").as_uri()
 
 
 def _shared_quota(limits: Limits) -> tuple[str | None, bool]:
@@ -742,7 +752,13 @@ def _shared_quota(limits: Limits) -> tuple[str | None, bool]:
         return url, False
     share = limits.share_on_host
     if share is None:
-        share = os.environ.get(SHARE_ON_HOST_ENV, "").strip().lower() not in _OFF
+        setting = os.environ.get(SHARE_ON_HOST_ENV, "").strip().lower()
+        if setting not in _OFF | _ON:
+            raise ValueError(
+                f"{SHARE_ON_HOST_ENV} must be 0, false, no or off (or 1, true, yes or on), "
+                f"not {setting!r}"
+            )
+        share = setting not in _OFF
     host = host_quota_url() if share else None
     return host, host is not None
 

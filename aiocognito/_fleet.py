@@ -579,29 +579,36 @@ class FleetLimiter(RateLimiter):
         if claim is None:
             claim = QuotaClaim()
         if self.mode != SHARED:
-            claim._movable = True
+            claim._movable = 1
             return RateLimiter.acquire(self, priority, deadline=deadline, share=share, claim=claim)
-        return self._acquire_shared(priority, deadline, share, claim)
+        claim._bind(priority, share)
+        return self._moved_on(claim, deadline)
 
     async def _moved_on(self, claim: QuotaClaim, deadline: float | None) -> None:
-        """A caller waiting locally when the bucket came back: it waits there now. A caller
-        left in the local queue would be paced locally *and* the bucket would pace the new
-        ones: together, over the quota."""
-        await self.acquire(claim.priority, deadline=deadline, share=claim.share, claim=claim)
+        """Wait until granted, on the bucket while it paces and under the local limiter while
+        it does not, moving as the mode changes. A caller left in the local queue once the
+        bucket paces again would be paced locally *and* the bucket would pace the new ones:
+        together, over the quota. One frame loops over both places, so a caller moved back and
+        forth for minutes (a flapping store) does not nest deeper at each move."""
+        while not claim.granted:
+            if self.mode == SHARED:
+                await self._acquire_shared(claim, deadline)
+                continue
+            claim._movable = 2  # back here, ungranted, if the bucket paces again first
+            try:
+                await RateLimiter.acquire(
+                    self, claim.priority, deadline=deadline, share=claim.share, claim=claim
+                )
+            finally:
+                claim._movable = 0
 
     def _moved(self) -> bool:
         """A caller waiting locally goes to the bucket's queue once the bucket paces again."""
         return self.mode == SHARED
 
-    async def _acquire_shared(
-        self,
-        priority: Priority,
-        deadline: float | None,
-        share: ShareLimit | None,
-        claim: QuotaClaim,
-    ) -> None:
-        """Wait for a token from the bucket (the local limiter's, if it fails meanwhile)."""
-        claim._bind(priority, share)
+    async def _acquire_shared(self, claim: QuotaClaim, deadline: float | None) -> None:
+        """Wait for a token from the bucket (the local limiter's, for this caller alone, if
+        the bucket was slow); return ungranted if the bucket stops pacing meanwhile."""
         if deadline is not None:
             ahead = self._waiting.ahead(claim.priority)
             rate = self.fleet_rate or super().rate() or 1.0
@@ -610,11 +617,9 @@ class FleetLimiter(RateLimiter):
         self._waiting.join(waiter)
         try:
             while True:
-                if self.mode != SHARED:  # Redis failed meanwhile: go on locally
+                if self.mode != SHARED:  # Redis failed meanwhile: the caller goes on locally
                     self._waiting.leave(waiter)
-                    return await self.acquire(
-                        claim.priority, deadline=deadline, share=claim.share, claim=claim
-                    )
+                    return None
                 if self._waiting.head() is not waiter:
                     await self._wait_behind(self._waiting, waiter, deadline)
                     continue

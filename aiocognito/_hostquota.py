@@ -289,8 +289,16 @@ class HostStore:
         for path in paths:
             with contextlib.suppress(OSError):
                 if path.suffix == ".json" and os.lstat(path).st_mtime < now - KEY_TTL:
-                    path.unlink()
-                    path.with_suffix(".lock").unlink(missing_ok=True)
+                    lock = self._open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT)
+                    try:
+                        # Under the bucket's lock: a draw that starts on it now waits, then
+                        # finds the lock file gone and takes the new one.
+                        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        if os.lstat(path).st_mtime < now - KEY_TTL:
+                            path.unlink()
+                            path.with_suffix(".lock").unlink()
+                    finally:
+                        os.close(lock)
                 elif path.suffix == ".present":
                     with _MARKS_LOCK:
                         if (os.getpid(), path) in _MARKS:

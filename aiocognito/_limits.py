@@ -739,8 +739,9 @@ class QuotaClaim:
         self.promoted = False
         self.granted = False
         self._queues: _Queues | None = None  # the queue it waits in, if any
-        # Waiting where its limiter may send it elsewhere (the fleet's bucket): see _moved.
-        self._movable = False
+        # Waiting where its limiter may send it elsewhere (the fleet's bucket), see _moved:
+        # 0 no; 1 yes, on through _moved_on; 2 yes, back ungranted to a caller that loops.
+        self._movable = 0
 
     def promote(self) -> None:
         """Wait as interactive from now on, without a share cap; see the class docstring."""
@@ -994,6 +995,9 @@ class RateLimiter:
         if claim is None:
             claim = QuotaClaim()
         claim._bind(priority, share)
+        if claim._movable and self._moved():  # made while paced here, first run after a move
+            await self._move(claim, deadline)
+            return
         if self._take_now(claim, deadline):
             return
         now = self._clock()
@@ -1028,8 +1032,14 @@ class RateLimiter:
             raise
         # Sent elsewhere before its grant (it never held a token): see _moved.
         self._queues.leave(waiter)
-        waiter._movable = False
-        await self._moved_on(waiter, deadline)
+        await self._move(waiter, deadline)
+
+    async def _move(self, claim: QuotaClaim, deadline: float | None) -> None:
+        """A movable caller leaves: on to :meth:`_moved_on`, or back to the caller that loops
+        over the places to wait (``_movable == 2``), ungranted."""
+        if claim._movable == 1:
+            claim._movable = 0
+            await self._moved_on(claim, deadline)
 
     def _moved(self) -> bool:
         """Whether a movable waiter must leave this queue for another (the fleet's bucket,

@@ -8,6 +8,7 @@ a crash would kill them, and the default ``Limits()`` end to end in three worker
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -19,6 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -453,3 +455,83 @@ async def test_what_no_process_uses_is_swept_when_a_process_marks_itself(
     assert not {old_state, old_lock} & left
     own_mark = store._paths(KEY)[0].with_suffix(".present")
     assert {held_mark, fresh_state, fresh_lock, own_mark} <= left
+
+
+def _depth(task: asyncio.Task[None]) -> int:
+    """How many coroutines deep a task waits."""
+    depth, coroutine = 0, cast("Any", task.get_coro())
+    while coroutine is not None:
+        depth += 1
+        coroutine = getattr(coroutine, "cr_await", None)
+    return depth
+
+
+async def test_a_caller_moved_back_and_forth_waits_no_deeper(tmp_path: Path) -> None:
+    # A caller starved for minutes while the mode flaps (a flapping store, processes coming and
+    # going) must not nest a level deeper at each move, or it ends in RecursionError.
+    limiter = _limiter(f"file://{tmp_path}/quota", ceiling=1.0)
+    await limiter.attach()
+    try:
+        assert limiter._watch is not None
+        limiter._watch.cancel()  # the test moves it by hand
+        limiter._bucket.tokens = 0.0
+        waiting = asyncio.ensure_future(limiter.acquire(Priority.BULK))
+        depths = []
+        for _ in range(60):
+            limiter._go_shared()
+            await anyio.wait_all_tasks_blocked()
+            limiter._go_alone()
+            limiter._bucket.tokens = 0.0
+            await anyio.wait_all_tasks_blocked()
+            depths.append(_depth(waiting))
+        assert not waiting.done()
+        assert depths[-1] == depths[4]
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert (len(limiter._queues), len(limiter._waiting), limiter.statistics().sent) == (0, 0, 0)
+    finally:
+        await limiter.detach()
+
+
+async def test_a_call_made_alone_and_first_run_after_the_switch_draws_from_the_bucket(
+    tmp_path: Path,
+) -> None:
+    # asyncio.gather and task groups make the coroutine before it runs: if the process went
+    # shared in between, its token must come from the bucket, not the local burst.
+    limiter = _limiter(f"file://{tmp_path}/quota", ceiling=20.0)
+    await limiter.attach()
+    try:
+        assert limiter._watch is not None
+        limiter._watch.cancel()
+        limiter._bucket.tokens = 4.0  # a full local burst
+        calls = [limiter.acquire(Priority.INTERACTIVE) for _ in range(6)]
+        limiter._go_shared()
+        with anyio.fail_after(10):
+            await asyncio.gather(*calls)
+        assert limiter.statistics().sent == 6
+        assert limiter.takes >= 1
+        assert limiter._bucket.tokens == 4.0  # none of the local burst was spent
+    finally:
+        await limiter.detach()
+
+
+def test_an_unknown_setting_of_the_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SHARE_ON_HOST_ENV, "disabled")
+    with pytest.raises(ValueError, match=f"{SHARE_ON_HOST_ENV} must be 0, false, no or off"):
+        aiocognito.CognitoClient()
+
+
+def test_with_no_temporary_directory_to_share_each_process_paces_alone(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def none_usable() -> str:
+        raise FileNotFoundError("No usable temporary directory found")
+
+    monkeypatch.setattr(tempfile, "gettempdir", none_usable)  # a read-only file system
+    assert host_quota_url() is None
+    assert aiocognito.CognitoClient()._shared_quota_url is None
+    # gettempdir()'s last resort is the working directory, which processes need not share.
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    assert host_quota_url() is None
