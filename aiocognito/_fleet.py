@@ -499,9 +499,7 @@ class FleetLimiter(RateLimiter):
             self._seed(self.fleet_rate)
         self.fleet_rate = None  # no fleet to report while alone
         self._bucket.tokens, self._bucket.last = 0.0, self._clock()
-        for queue in self._waiting.by_priority:
-            for waiter in queue:
-                waiter.wake.set()  # they go on locally
+        self._waiting.wake_all()  # they go on locally
 
     def _go_shared(self) -> None:
         """Another process uses the quota: draw from the bucket, this process's callers too.
@@ -516,7 +514,7 @@ class FleetLimiter(RateLimiter):
         self._debt += max(1, math.floor(local * BURST_SECONDS))
         self._debt_at = self._clock()
         self.fleet_rate = None  # a new bucket starts from the local rate, not an old share
-        self._wake_all()  # the callers waiting locally go to the bucket's queue
+        self._queues.wake_all()  # the callers waiting locally go to the bucket's queue
 
     async def detach(self) -> None:
         """A client closed: disconnect when the last one has left."""
@@ -963,9 +961,7 @@ class FleetLimiter(RateLimiter):
         self._log.unreachable(cause)
         if self.fleet_rate is not None:
             self._seed(self.fleet_rate / max(1, self.processes))
-        for queue in self._waiting.by_priority:
-            for waiter in queue:
-                waiter.wake.set()
+        self._waiting.wake_all()
         if self._redis is not None and self._reconnect is None:
             self._reconnect = asyncio.get_running_loop().create_task(self._rejoin())
 
@@ -1017,7 +1013,7 @@ class FleetLimiter(RateLimiter):
                     continue
                 self._rejoined_at = self._clock()
                 self._log.reachable()
-                self._wake_all()  # the callers waiting locally go back to the fleet's queue
+                self._queues.wake_all()  # the callers waiting locally go back to the fleet's queue
                 return
         finally:
             self._reconnect = None

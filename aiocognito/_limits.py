@@ -788,6 +788,12 @@ class _Queues:
         if head is not None:
             head.wake.set()
 
+    def wake_all(self) -> None:
+        """Wake every caller waiting, so that each looks again at where it should wait."""
+        for queue in self.by_priority:
+            for waiter in queue:
+                waiter.wake.set()
+
     def join(self, waiter: QuotaClaim) -> None:
         waiter.wake = anyio.Event()
         self.by_priority[waiter.priority].append(waiter)
@@ -1050,12 +1056,6 @@ class RateLimiter:
     async def _moved_on(self, claim: QuotaClaim, deadline: float | None) -> None:
         """Wait for a token elsewhere, for a caller that :meth:`_moved` sent away."""
         raise NotImplementedError  # pragma: no cover - _moved is never true here
-
-    def _wake_all(self) -> None:
-        """Wake every caller waiting here, so that each looks again at where it should wait."""
-        for queue in self._queues.by_priority:
-            for waiter in queue:
-                waiter.wake.set()
 
     async def _wait_behind(
         self, queues: _Queues, waiter: QuotaClaim, deadline: float | None
