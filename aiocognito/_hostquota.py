@@ -276,11 +276,16 @@ class HostStore:
         """Remove what no process uses any more, so that quota groups used once (a test
         suite's endpoints on random ports) do not pile up: marks nobody holds (a killed
         process's last), and state untouched for ``KEY_TTL`` with its lock file. At most
-        ``limit`` files are looked at. A process that opened one of them meanwhile finds it
-        gone at its next use (the inode changed) and makes it anew.
+        ``limit`` files are looked at, once per process and directory (a script that opens a
+        client per request must not list the directory each time). A process that opened one
+        of them meanwhile finds it gone at its next use (the inode changed) and makes it anew.
         """
         import fcntl  # noqa: PLC0415
 
+        swept = (os.getpid(), self.directory)
+        if swept in _SWEPT:
+            return
+        _SWEPT.add(swept)
         now = time.time()
         try:
             paths = list(itertools.islice(self.directory.iterdir(), limit))
@@ -455,6 +460,7 @@ class _Mark:
         return fd
 
 
+_SWEPT: set[tuple[int, Path]] = set()  # (pid, directory) swept by this process
 _MARKS: dict[tuple[int, Path], _Mark] = {}  # (pid, path): a forked child has marks of its own
 _MARKS_LOCK = threading.Lock()  # event loops in several threads may share a mark
 
