@@ -45,7 +45,12 @@ The rules, and why:
 * A window's throttling *rose* if the background level (learned, below) would give that many
   throttles less than once in 100 (``RISE_ALPHA``). It is judged by whether throttling rose,
   never by whether it was zero, so slow start and the climb after a cut work under a steady
-  background of random throttles.
+  background of random throttles. Once a background is learned, and with no contention fresh
+  in memory, a mild rise (below ``NOISE_MAX``) cuts only if the next window rises too (at
+  the looser ``REPEAT_ALPHA``): one window in a hundred rises by chance, and the check after
+  a cut cannot tell the next window's return to the background from a fall the cut made, so
+  such a cut was kept about half the time. A rate that is too high shows again; chance does
+  not.
 * A rise cuts the rate below what the server admitted (the quota, if the quota throttled us),
   and at least by ``BETA``: a share of the rate, the same for every process, so the largest
   gives up the most. What the server admitted is measured over the window, and also as the
@@ -81,7 +86,17 @@ The rules, and why:
   then each window of noise counts as contention and cuts again (150/s to about 30/s in
   ten seconds).
 * The background level is the pooled throttled fraction of the windows that taught it (the
-  last ``NOISE_WINDOWS``); windows calmer than it let it fade as noise subsides.
+  last ``NOISE_WINDOWS``); windows calmer than it let it fade as noise subsides. Below a
+  told quota that is all: a window above it is never learned, so that a slow creep of
+  contention, or a level taught while sharing the quota, cannot pass for noise. But learning
+  only the calm windows drags the level down to their mean (a background of 10.5 % read as
+  8.5 %, then lower), where ordinary windows pass for rises. So at the told quota, where
+  this rate has not moved, any window the background plausibly gives (``LEARN_ALPHA``) is
+  learned too, as long as the level is no higher than the failed cuts last taught.
+* A window's first answer after a pause (``IDLE_GAP``: the client's first, after it opened
+  its connections; a web backend's first after a quiet night) starts the window one
+  request's pace before it. Counted from the last window, the idle time would pass for a
+  server that admitted next to nothing, and a cut would go to a quarter of the rate.
 * After a cut the rate climbs back along a CUBIC curve to ``w_max``, then probes above it (at
   ``PROBE`` of the curve's pace), never more than ``PROBE_STEP`` a judged window above what
   the last window saw (a slow sender's window takes seconds; after ``CAP_GRACE`` windows
@@ -189,6 +204,13 @@ NOISE_WINDOWS = 20  # the background level pools this many windows that taught i
 NOISE_FLOOR = 0.003  # assume at least 0.3 % background throttles: at 150 requests/s one
 # stray throttle is no rise, while at a few requests/s two are (1 %: three, too late to share)
 RISE_ALPHA = 0.01  # throttling "rose" if the background would give this many this rarely
+REPEAT_ALPHA = 0.1  # once noise is learned, a mild rise cuts only if the next window rises too, at
+# this looser level: noise gives two such windows in a row once in a thousand, while a
+# learned background under-read by a point or two made one window in twenty a "rise" (each a
+# cut, confirmed half the time by the next window's mere return to the mean)
+LEARN_ALPHA = 0.1  # at a told quota, a window is learned unless noise gives as many this rarely:
+# learning only the windows calmer than the level drags it down to their mean (8.5 % of 10.5 %),
+# where one window in five passes for a rise
 FELL_ALPHA = 0.05  # ...and a cut is kept if its window's throttles are this rare at the old level
 NOISE_EVIDENCE = 2  # cuts in a row must fail to lower throttling before it counts as noise
 ANCHOR_DROP = 0.7  # ...or once cuts since a confirmed one took 30 % off, and throttling did
@@ -202,6 +224,7 @@ BASE_FLOOR = 0.4  # ...and the rate above 40 % of it: a share that falls further
 # the long run's ten seconds, not in a burst of cuts on stale answers
 INITIAL_UNKNOWN_RATE = 25.0  # unknown quota: start at Cognito's smallest category default
 MIN_RATE = 0.5  # never pace slower than one request every two seconds
+IDLE_GAP = 0.5  # no answer for half a window, then one: time nothing was sent, not refused
 RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito's quotas
 RTT_QUANTILE = 0.99  # a deadline must fit this percentile of them: the mean hides the tail
 RTT_REFRESH = 20  # recompute the percentile after this many new samples, not on every call
@@ -316,15 +339,15 @@ def _binomial_tail(k: int, n: int, p: float) -> float:
     return max(0.0, 1.0 - below)
 
 
-def _rare(throttles: int, sent: int, level: float) -> bool:
+def _rare(throttles: int, sent: int, level: float, alpha: float = RISE_ALPHA) -> bool:
     """Whether ``throttles`` of ``sent`` answers is too many for a background ``level``.
 
     A Poisson tail: the chance of at least that many throttles, were each answer throttled
     with probability ``level`` (at least ``NOISE_FLOOR``) and independently, is under
-    ``RISE_ALPHA``.
+    ``alpha``.
     """
     below = _poisson_cdf(throttles - 1, sent * max(level, NOISE_FLOOR)) if throttles else 0.0
-    return 1.0 - below < RISE_ALPHA
+    return 1.0 - below < alpha
 
 
 class _AdaptiveRate:
@@ -358,6 +381,8 @@ class _AdaptiveRate:
         # noise: the other processes on the quota may simply not have cut yet.
         self.contended = 0  # windows left
         self.failed_checks = 0  # cuts in a row that did not lower throttling
+        self.suspect = False  # the last window rose mildly over a learned background
+        self.taught = 0.0  # the background level as the last failed cuts left it
         self.anchor: _Anchor | None = None  # the last confirmed cut, while contended
         self.since_anchor = (0, 0)  # (throttled, sent) of the windows judged since it
         self.cuts = 0
@@ -445,6 +470,15 @@ class _AdaptiveRate:
         if self.window_start < self.settle_until:
             self.window_start = self.settle_until  # settled: a fresh window starts
             self.window_end = self._boundary(now)
+        elif not self.window_sent and now - self.window_start > IDLE_GAP:
+            # The first answer after a pause (the client's first, after it opened its
+            # connections; a web backend's first after a quiet night): the window starts one
+            # request's pace before it. Counted from the last window, or from the limiter's
+            # creation, the idle time would pass for a server that admitted next to nothing:
+            # a cut would go to a quarter of the rate, and the long-run rate to a tenth.
+            self.window_start = max(self.window_start, now - 1.0 / self.rate(now))
+            if now >= self.window_end:
+                self.window_end = self._boundary(now)
         self.window_sent += 1
         self.window_throttled += throttled
         if throttled or self.window_onset:
@@ -526,7 +560,20 @@ class _AdaptiveRate:
             self.settle_until = now + SETTLE
             self._changed(reason, current, now, fraction)
             return
-        if _rare(thr, sent, level):
+        rose = _rare(thr, sent, level)
+        if self.suspect:
+            # The window before rose mildly over a learned background: a rise if this one
+            # rises too. Noise is independent window to window; a rate too high is not.
+            self.suspect = False
+            rose = _rare(thr, sent, level, REPEAT_ALPHA)
+        elif rose and level >= QUIET and not self.contended and not self.slow_start:
+            # One window in a hundred rises by chance at RISE_ALPHA, and the check after a
+            # cut cannot tell the return to the background from a fall the cut made: wait
+            # for a second window. (Heavy throttling cuts at once, above; so does any rise
+            # while contention is fresh, or with no background learned.)
+            self.suspect = True
+            return
+        if rose:
             # Throttling rose above its background level: our rate (or our share of a rate
             # shared with others) is too high. Every limiter on the quota sees the same rise
             # and cuts by the same share. Check the cut next window.
@@ -536,9 +583,16 @@ class _AdaptiveRate:
             self._cut(now, current, admitted_rate, BETA, onset)
             self._changed(reason, current, now, fraction)
             return
-        if fraction <= level and not self.contended:
-            # Calmer than the background: it fades as the noise does. (A window above it is
-            # never learned: so a slow creep of contention cannot pass for noise.)
+        at_ceiling = self.ceiling is not None and current >= self.ceiling
+        if not self.contended and (
+            fraction <= level
+            or (at_ceiling and level <= self.taught and not _rare(thr, sent, level, LEARN_ALPHA))
+        ):
+            # Calmer than the background: it fades as the noise does. Below a told quota, a
+            # window above it is never learned: so a slow creep of contention cannot pass
+            # for noise, and a level taught while sharing the quota (too high) fades. At the
+            # told quota, where this rate has not moved, any window noise plausibly gives is
+            # learned (LEARN_ALPHA): the level must be the noise's mean, not its calm tail.
             self.recent.append((thr, sent))
         if self.cut_at is not None:
             self.probe_cap = max(self.w_max, current) * PROBE_STEP
@@ -581,6 +635,7 @@ class _AdaptiveRate:
             self.probe_cap = max(self.probe_cap, saved.w_max)
             self.recent.append((anchor.throttled, anchor.sent))
             self.recent.append(self.since_anchor)
+            self.taught = self.tolerance
             self.anchor = None
             self.contended = 0
             self.undone = True
@@ -604,6 +659,7 @@ class _AdaptiveRate:
         if self.failed_checks >= NOISE_EVIDENCE or saved.slow_start:
             self.recent.append((round(check.fraction * check.samples), check.samples))
             self.recent.append((thr, sent))
+            self.taught = self.tolerance
         return True
 
     def _cut(
@@ -616,6 +672,7 @@ class _AdaptiveRate:
         process on the quota sees that same fraction, so each cuts by the same share.
         """
         leaving_slow_start, self.slow_start = self.slow_start, False
+        self.suspect = False
         admitted = min(admitted_rate, current * max(1.0 - onset, DEEPEST))
         # Leaving slow start, the window's admitted rate is no measure of the quota: the last
         # doubling overshot, and the server's burst reserve admitted the overshoot until it
