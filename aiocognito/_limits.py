@@ -93,10 +93,14 @@ The rules, and why:
   8.5 %, then lower), where ordinary windows pass for rises. So at the told quota, where
   this rate has not moved, any window the background plausibly gives (``LEARN_ALPHA``) is
   learned too, as long as the level is no higher than the failed cuts last taught.
-* A window's first answer after a pause (``IDLE_GAP``: the client's first, after it opened
-  its connections; a web backend's first after a quiet night) starts the window one
-  request's pace before it. Counted from the last window, the idle time would pass for a
-  server that admitted next to nothing, and a cut would go to a quarter of the rate.
+* The first answer ever, if it comes ``FIRST_GAP`` or more after the limiter was made (the
+  client opened its connections, and thousands of gathered calls took their first steps,
+  before any request went out), and a window's first answer after a pause (``IDLE_GAP``: a
+  web backend's first after a quiet night), start the window one request's pace before
+  them. Counted from the limiter's creation or the last window, the idle time would pass
+  for a server that admitted little: slow start would not double (a sender that seems not
+  to use its rate has not shown the rate works), and after a pause a cut would go to a
+  quarter of the rate.
 * After a cut the rate climbs back along a CUBIC curve to ``w_max``, then probes above it (at
   ``PROBE`` of the curve's pace), never more than ``PROBE_STEP`` a judged window above what
   the last window saw (a slow sender's window takes seconds; after ``CAP_GRACE`` windows
@@ -225,6 +229,8 @@ BASE_FLOOR = 0.4  # ...and the rate above 40 % of it: a share that falls further
 INITIAL_UNKNOWN_RATE = 25.0  # unknown quota: start at Cognito's smallest category default
 MIN_RATE = 0.5  # never pace slower than one request every two seconds
 IDLE_GAP = 0.5  # no answer for half a window, then one: time nothing was sent, not refused
+FIRST_GAP = 0.2  # ...and before the first answer ever, a fifth: longer than a round trip, and
+# enough to make slow start's first window look unused (below 0.8 of its rate) and not double
 RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito's quotas
 RTT_QUANTILE = 0.99  # a deadline must fit this percentile of them: the mean hides the tail
 RTT_REFRESH = 20  # recompute the percentile after this many new samples, not on every call
@@ -470,12 +476,17 @@ class _AdaptiveRate:
         if self.window_start < self.settle_until:
             self.window_start = self.settle_until  # settled: a fresh window starts
             self.window_end = self._boundary(now)
-        elif not self.window_sent and now - self.window_start > IDLE_GAP:
-            # The first answer after a pause (the client's first, after it opened its
-            # connections; a web backend's first after a quiet night): the window starts one
-            # request's pace before it. Counted from the last window, or from the limiter's
-            # creation, the idle time would pass for a server that admitted next to nothing:
-            # a cut would go to a quarter of the rate, and the long-run rate to a tenth.
+        elif not self.window_sent and now - self.window_start > (
+            FIRST_GAP if self.long_run is None else IDLE_GAP
+        ):
+            # The first answer ever, long after the limiter was made (the client opened its
+            # connections, and its callers took their first steps, before any request went
+            # out), or the first after a pause (a web backend's first after a quiet night):
+            # the window starts one request's pace before it. Counted from the limiter's
+            # creation or from the last window, the idle time would pass for a server that
+            # admitted little: slow start would not double (its sender seemed not to use its
+            # rate), and after a long pause a cut would go to a quarter of the rate, and the
+            # long-run rate to a tenth.
             self.window_start = max(self.window_start, now - 1.0 / self.rate(now))
             if now >= self.window_end:
                 self.window_end = self._boundary(now)
