@@ -46,11 +46,12 @@ The rules, and why:
   throttles less than once in 100 (``RISE_ALPHA``). It is judged by whether throttling rose,
   never by whether it was zero, so slow start and the climb after a cut work under a steady
   background of random throttles. Once a background is learned, and with no contention fresh
-  in memory, a mild rise (below ``NOISE_MAX``) cuts only if the next window rises too (at
-  the looser ``REPEAT_ALPHA``): one window in a hundred rises by chance, and the check after
-  a cut cannot tell the next window's return to the background from a fall the cut made, so
-  such a cut was kept about half the time. A rate that is too high shows again; chance does
-  not.
+  in memory, a mild rise (below ``NOISE_MAX``) cuts only if one of the next
+  ``SUSPECT_WINDOWS`` windows rises too (at the looser ``REPEAT_ALPHA``): one window in a
+  hundred rises by chance, and the check after a cut cannot tell the next window's return to
+  the background from a fall the cut made, so such a cut was kept about half the time. A
+  rate that is too high shows again, if only every other window; chance does not. Windows
+  that far apart in time (a pause between them) are no pair.
 * A rise cuts the rate below what the server admitted (the quota, if the quota throttled us),
   and at least by ``BETA``: a share of the rate, the same for every process, so the largest
   gives up the most. What the server admitted is measured over the window, and also as the
@@ -92,15 +93,21 @@ The rules, and why:
   only the calm windows drags the level down to their mean (a background of 10.5 % read as
   8.5 %, then lower), where ordinary windows pass for rises. So at the told quota, where
   this rate has not moved, any window the background plausibly gives (``LEARN_ALPHA``) is
-  learned too, as long as the level is no higher than the failed cuts last taught.
-* The first answer ever, if it comes ``FIRST_GAP`` or more after the limiter was made (the
-  client opened its connections, and thousands of gathered calls took their first steps,
-  before any request went out), and a window's first answer after a pause (``IDLE_GAP``: a
-  web backend's first after a quiet night), start the window one request's pace before
-  them. Counted from the limiter's creation or the last window, the idle time would pass
-  for a server that admitted little: slow start would not double (a sender that seems not
-  to use its rate has not shown the rate works), and after a pause a cut would go to a
-  quarter of the rate.
+  learned too, as long as the level is under a cap: what the failed cuts last taught, plus
+  its margin of error (``CAP_Z`` standard errors: two windows teach 10 % as anything from 7.5
+  to 14 %), and never above the lowest such bound the level has shown since. So the cap
+  follows the level down as noise subsides, and a creep of contention cannot climb past it.
+* A window's first answer after a pause (``IDLE_GAP``: a web backend's first after a quiet
+  night) starts the window one request's pace before it, and a pause within a window (a
+  stray request or two in the night, with no throttle yet) is left out of the rate the
+  window measures. Counted, the idle time would pass for a server that admitted little,
+  and a cut would go to a quarter of the rate. The first window is the exception: it runs
+  from the limiter's making, however late its first answer. Started at that answer, a
+  window that heavy throttling ends a tenth of a second later measures the server's burst
+  reserve (four processes starting together at a 150/s quota each measured about 600/s),
+  which became the long-run rate, whose floors then held every process up: 40 % of requests
+  throttled, against 13 %. The cost: a client that gathers thousands of calls before its
+  first request (half a second of first steps) finds an unknown quota a window later.
 * After a cut the rate climbs back along a CUBIC curve to ``w_max``, then probes above it (at
   ``PROBE`` of the curve's pace), never more than ``PROBE_STEP`` a judged window above what
   the last window saw (a slow sender's window takes seconds; after ``CAP_GRACE`` windows
@@ -208,13 +215,18 @@ NOISE_WINDOWS = 20  # the background level pools this many windows that taught i
 NOISE_FLOOR = 0.003  # assume at least 0.3 % background throttles: at 150 requests/s one
 # stray throttle is no rise, while at a few requests/s two are (1 %: three, too late to share)
 RISE_ALPHA = 0.01  # throttling "rose" if the background would give this many this rarely
-REPEAT_ALPHA = 0.1  # once noise is learned, a mild rise cuts only if the next window rises too, at
+REPEAT_ALPHA = 0.1  # once noise is learned, a mild rise cuts only if a next window rises too, at
 # this looser level: noise gives two such windows in a row once in a thousand, while a
 # learned background under-read by a point or two made one window in twenty a "rise" (each a
 # cut, confirmed half the time by the next window's mere return to the mean)
 LEARN_ALPHA = 0.1  # at a told quota, a window is learned unless noise gives as many this rarely:
 # learning only the windows calmer than the level drags it down to their mean (8.5 % of 10.5 %),
 # where one window in five passes for a rise
+CAP_Z = 2.0  # ...up to the level the failed cuts taught plus this many standard errors (two
+# windows teach 10 % as 7.5 to 14 %), and never above the lowest such bound the level has shown
+# since: the bound follows the level down as noise subsides, so a creep cannot climb it
+SUSPECT_WINDOWS = 2  # a mild rise cuts if one of the next two windows rises too: a rate too high
+# every other window (20 %, 10 %, 20 %...) is too high; noise gives such a pair 1 time in 500
 FELL_ALPHA = 0.05  # ...and a cut is kept if its window's throttles are this rare at the old level
 NOISE_EVIDENCE = 2  # cuts in a row must fail to lower throttling before it counts as noise
 ANCHOR_DROP = 0.7  # ...or once cuts since a confirmed one took 30 % off, and throttling did
@@ -229,8 +241,6 @@ BASE_FLOOR = 0.4  # ...and the rate above 40 % of it: a share that falls further
 INITIAL_UNKNOWN_RATE = 25.0  # unknown quota: start at Cognito's smallest category default
 MIN_RATE = 0.5  # never pace slower than one request every two seconds
 IDLE_GAP = 0.5  # no answer for half a window, then one: time nothing was sent, not refused
-FIRST_GAP = 0.2  # ...and before the first answer ever, a fifth: longer than a round trip, and
-# enough to make slow start's first window look unused (below 0.8 of its rate) and not double
 RTT_SAMPLES = 200  # round trips remembered: a few seconds of traffic at Cognito's quotas
 RTT_QUANTILE = 0.99  # a deadline must fit this percentile of them: the mean hides the tail
 RTT_REFRESH = 20  # recompute the percentile after this many new samples, not on every call
@@ -387,8 +397,13 @@ class _AdaptiveRate:
         # noise: the other processes on the quota may simply not have cut yet.
         self.contended = 0  # windows left
         self.failed_checks = 0  # cuts in a row that did not lower throttling
-        self.suspect = False  # the last window rose mildly over a learned background
-        self.taught = 0.0  # the background level as the last failed cuts left it
+        # A window rose mildly over a learned background: the next SUSPECT_WINDOWS windows
+        # (until suspect_until) cut if they rise too, at REPEAT_ALPHA.
+        self.suspect = 0  # windows left
+        self.suspect_until = -math.inf
+        # How high the background level may be learned at a told quota: what the last failed
+        # cuts taught, plus its margin of error; it comes down as the level shows lower.
+        self.cap = 0.0
         self.anchor: _Anchor | None = None  # the last confirmed cut, while contended
         self.since_anchor = (0, 0)  # (throttled, sent) of the windows judged since it
         self.cuts = 0
@@ -397,6 +412,9 @@ class _AdaptiveRate:
         self.window_sent = 0
         self.window_throttled = 0
         self.window_onset = 0  # answers since the window's first throttle, that one included
+        self.window_idle = 0.0  # seconds of the window with nothing in flight (see record)
+        self.last_answer = now  # when the last answer came (or the limiter was made)
+        self.answered = False  # whether any answer has come yet
         self.settle_until = now  # answers before this are not judged
         self.last_answers: deque[bool] = deque(maxlen=HEAVY_SPAN)  # True: throttled
         self.last_throttled = 0
@@ -413,6 +431,14 @@ class _AdaptiveRate:
         """The background throttled fraction: noise, not the quota."""
         sent = sum(n for _, n in self.recent)
         return sum(t for t, _ in self.recent) / sent if sent else 0.0
+
+    def _upper(self) -> float:
+        """The background level plus its margin of error (``CAP_Z`` standard errors)."""
+        sent = sum(n for _, n in self.recent)
+        level = self.tolerance
+        if not sent:
+            return 0.0
+        return level + CAP_Z * math.sqrt(max(level, NOISE_FLOOR) * (1.0 - level) / sent)
 
     def set_ceiling(self, ceiling: float | None) -> bool:
         """A new configured quota (the lowest of the clients'); whether it changed.
@@ -476,20 +502,27 @@ class _AdaptiveRate:
         if self.window_start < self.settle_until:
             self.window_start = self.settle_until  # settled: a fresh window starts
             self.window_end = self._boundary(now)
-        elif not self.window_sent and now - self.window_start > (
-            FIRST_GAP if self.long_run is None else IDLE_GAP
-        ):
-            # The first answer ever, long after the limiter was made (the client opened its
-            # connections, and its callers took their first steps, before any request went
-            # out), or the first after a pause (a web backend's first after a quiet night):
-            # the window starts one request's pace before it. Counted from the limiter's
-            # creation or from the last window, the idle time would pass for a server that
-            # admitted little: slow start would not double (its sender seemed not to use its
-            # rate), and after a long pause a cut would go to a quarter of the rate, and the
-            # long-run rate to a tenth.
-            self.window_start = max(self.window_start, now - 1.0 / self.rate(now))
-            if now >= self.window_end:
-                self.window_end = self._boundary(now)
+        gap = now - max(self.last_answer, self.window_start)
+        self.last_answer = now
+        first, self.answered = not self.answered, True
+        if gap > IDLE_GAP and not first:
+            # The first answer after a pause (a web backend's first after a quiet night, or
+            # a sparse sender's next): nothing was in flight, so the gap is no time the
+            # server refused. Counted, it would pass for a server that admitted little: a
+            # cut would go to a quarter of the rate, and the long-run rate to a tenth. (Not
+            # the first answer ever: the first window runs from the limiter's making; see
+            # the module docstring.)
+            pace = 1.0 / self.rate(now)
+            if not self.window_sent:
+                # The window starts one request's pace before its first answer.
+                self.window_start = max(self.window_start, now - pace)
+                if now >= self.window_end:
+                    self.window_end = self._boundary(now)
+            elif not self.window_throttled:
+                # Within a window, the admitted rate leaves the gap out (beyond one pace),
+                # unless the window has seen throttles: then the silence may be the retries'
+                # backoff, which the server's refusals caused, and is not time off.
+                self.window_idle += max(0.0, gap - pace)
         self.window_sent += 1
         self.window_throttled += throttled
         if throttled or self.window_onset:
@@ -519,31 +552,42 @@ class _AdaptiveRate:
         # The throttled fraction from the window's first throttle on (that one left out, as
         # it picked the start): how much of our rate the server refuses once it refuses any.
         onset = (thr - 1) / (self.window_onset - 1) if self.window_onset > 1 else 0.0
+        busy = max(elapsed - self.window_idle, 1.0 / self.rate(now))  # time with answers due
         self.window_start, self.window_sent, self.window_throttled = now, 0, 0
         self.window_onset = 0
+        self.window_idle = 0.0
         self.last_answers.clear()
         self.last_throttled = 0
         self.window_end = self._boundary(now)
-        admitted_rate = (sent - thr) / elapsed
-        weight = 1.0 - math.exp(-elapsed / LONG_RUN_SECONDS)
+        admitted_rate = (sent - thr) / busy
+        weight = 1.0 - math.exp(-busy / LONG_RUN_SECONDS)
         if self.long_run is None:
             self.long_run = admitted_rate
         else:
             self.long_run += weight * (admitted_rate - self.long_run)
         self.scale = self.long_run if self.scale is None else max(self.scale, self.long_run)
         self.contended = max(0, self.contended - 1)
-        self._judge(now, thr, sent, elapsed, heavy=heavy, onset=onset)
+        self._judge(now, thr, sent, elapsed, busy, heavy=heavy, onset=onset)
 
     def _judge(
-        self, now: float, thr: int, sent: int, elapsed: float, *, heavy: bool, onset: float
+        self,
+        now: float,
+        thr: int,
+        sent: int,
+        elapsed: float,
+        busy: float,
+        *,
+        heavy: bool,
+        onset: float,
     ) -> None:
         """Decide on a finished window: check the last cut, cut, undo or grow.
 
+        ``elapsed``: the window's length; ``busy``: the part of it with answers due.
         ``heavy``: the window ended early, its last answers throttled too heavily for noise.
         ``onset``: the throttled fraction from the window's first throttle on.
         """
         fraction = thr / sent
-        admitted_rate = (sent - thr) / elapsed
+        admitted_rate = (sent - thr) / busy
         current = self.rate(now)
         level = self.tolerance
         if self.anchor is not None:
@@ -571,19 +615,9 @@ class _AdaptiveRate:
             self.settle_until = now + SETTLE
             self._changed(reason, current, now, fraction)
             return
-        rose = _rare(thr, sent, level)
-        if self.suspect:
-            # The window before rose mildly over a learned background: a rise if this one
-            # rises too. Noise is independent window to window; a rate too high is not.
-            self.suspect = False
-            rose = _rare(thr, sent, level, REPEAT_ALPHA)
-        elif rose and level >= QUIET and not self.contended and not self.slow_start:
-            # One window in a hundred rises by chance at RISE_ALPHA, and the check after a
-            # cut cannot tell the return to the background from a fall the cut made: wait
-            # for a second window. (Heavy throttling cuts at once, above; so does any rise
-            # while contention is fresh, or with no background learned.)
-            self.suspect = True
-            return
+        rose = self._rose(now, thr, sent, level)
+        if rose is None:
+            return  # a mild rise: the next windows tell
         if rose:
             # Throttling rose above its background level: our rate (or our share of a rate
             # shared with others) is too high. Every limiter on the quota sees the same rise
@@ -597,20 +631,42 @@ class _AdaptiveRate:
         at_ceiling = self.ceiling is not None and current >= self.ceiling
         if not self.contended and (
             fraction <= level
-            or (at_ceiling and level <= self.taught and not _rare(thr, sent, level, LEARN_ALPHA))
+            or (at_ceiling and level <= self.cap and not _rare(thr, sent, level, LEARN_ALPHA))
         ):
             # Calmer than the background: it fades as the noise does. Below a told quota, a
             # window above it is never learned: so a slow creep of contention cannot pass
             # for noise, and a level taught while sharing the quota (too high) fades. At the
             # told quota, where this rate has not moved, any window noise plausibly gives is
             # learned (LEARN_ALPHA): the level must be the noise's mean, not its calm tail.
+            # But never above the cap, which follows the level down: a creep cannot climb it.
             self.recent.append((thr, sent))
+            self.cap = min(self.cap, self._upper())
         if self.cut_at is not None:
             self.probe_cap = max(self.w_max, current) * PROBE_STEP
         if self.slow_start and sent / elapsed >= 0.8 * current:
             self.base = current * SLOW_START_GROWTH
             self.w_max = self.base
             self._changed("slow_start", current, now, fraction)
+
+    def _rose(self, now: float, thr: int, sent: int, level: float) -> bool | None:
+        """Whether a window's throttling rose over the background; None: wait and see."""
+        rose = _rare(thr, sent, level)
+        if self.suspect and now <= self.suspect_until:
+            # A window just before rose mildly over a learned background: a rise if one of
+            # the next few rises too. Noise is independent window to window; a rate too high
+            # is not (and one that shows every other window is too high all the same).
+            self.suspect -= 1
+            return rose or _rare(thr, sent, level, REPEAT_ALPHA)
+        self.suspect = 0  # none, or stale: windows that far apart are no pair
+        if rose and level >= QUIET and not self.contended and not self.slow_start:
+            # One window in a hundred rises by chance at RISE_ALPHA, and the check after a
+            # cut cannot tell the return to the background from a fall the cut made: wait
+            # for another. (Heavy throttling cuts at once, before this; so does any rise
+            # while contention is fresh, or with no background learned.)
+            self.suspect = SUSPECT_WINDOWS
+            self.suspect_until = now + (SUSPECT_WINDOWS + 0.5) * WINDOW
+            return None
+        return rose
 
     def _checked(self, check: _Check, thr: int, sent: int, level: float, current: float) -> bool:
         """Judge the window after a cut; True if that settles the window."""
@@ -646,7 +702,7 @@ class _AdaptiveRate:
             self.probe_cap = max(self.probe_cap, saved.w_max)
             self.recent.append((anchor.throttled, anchor.sent))
             self.recent.append(self.since_anchor)
-            self.taught = self.tolerance
+            self.cap = self._upper()
             self.anchor = None
             self.contended = 0
             self.undone = True
@@ -670,7 +726,7 @@ class _AdaptiveRate:
         if self.failed_checks >= NOISE_EVIDENCE or saved.slow_start:
             self.recent.append((round(check.fraction * check.samples), check.samples))
             self.recent.append((thr, sent))
-            self.taught = self.tolerance
+            self.cap = self._upper()
         return True
 
     def _cut(
@@ -683,7 +739,7 @@ class _AdaptiveRate:
         process on the quota sees that same fraction, so each cuts by the same share.
         """
         leaving_slow_start, self.slow_start = self.slow_start, False
-        self.suspect = False
+        self.suspect = 0
         admitted = min(admitted_rate, current * max(1.0 - onset, DEEPEST))
         # Leaving slow start, the window's admitted rate is no measure of the quota: the last
         # doubling overshot, and the server's burst reserve admitted the overshoot until it

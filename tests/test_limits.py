@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import random
+import statistics
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -144,7 +145,6 @@ def _population(
     seed: int,
     rtts: Sequence[float],
     stagger: float,
-    made_before: float = 0.0,
 ) -> list[Client]:
     clocks = random.Random(-seed)  # drawn apart, so that one client's noise stays as it was
     population = []
@@ -156,7 +156,7 @@ def _population(
                 _AdaptiveRate(
                     ceiling,
                     adaptive=True,
-                    now=start + offset - made_before,
+                    now=start + offset,
                     # The wall clock: shared, give or take the few ms NTP leaves between hosts.
                     wall_offset=-offset + clocks.uniform(-0.01, 0.01),
                 ),
@@ -195,7 +195,6 @@ def simulate(
     rtts: Sequence[float] | None = None,
     stagger: float = 0.0,
     work: int | None = None,
-    made_before: float = 0.0,
 ) -> Trace:
     """Run ``clients`` limiters against one server bucket for ``seconds`` of virtual time.
 
@@ -210,15 +209,13 @@ def simulate(
         stagger: The seconds between one client's start and the next's.
         work: Each client's updates, as in the benchmark's workers scenarios; by default
             every client always has more. A client with no work left sends only its retries.
-        made_before: The seconds between making each client's limiter and its first request
-            (opening the client, and the first steps of the calls gathered before any is sent).
     """
     rng = random.Random(seed)
     now = 0.0
     server = TokenBucket(quota(0.0), lambda: now)
     if rtts is None:
         rtts = [RTT] if clients == 1 else [0.015 + 0.03 * i / (clients - 1) for i in range(clients)]
-    population = _population(seconds, ceiling, seed, rtts, stagger, made_before)
+    population = _population(seconds, ceiling, seed, rtts, stagger)
     for client in population:
         client.work = work
     jitter = random.Random(seed + 1)
@@ -437,15 +434,38 @@ def test_one_window_above_learned_noise_does_not_cut_but_two_in_a_row_do() -> No
     # At 10 % of noise, one window in a hundred reaches 17 % by chance; the check after a
     # cut cannot tell the next window's return to 10 % from a fall the cut made, so such a
     # cut was kept about half the time (a dip of some seconds, mid-run, in most benchmark
-    # runs). A rate that is too high shows again in the next window; chance does not.
+    # runs). A rate that is too high shows again in the next windows; chance does not.
     rate, now = _noise_taught()
     now = _window(rate, now, 150, 27)  # 18 %: noise gives as many one window in 300
     assert rate.rate(now) == 150.0
-    now = _window(rate, now, 150, 15)  # back to 10 %: it was chance
-    assert rate.rate(now) == 150.0
+    for _ in range(2):
+        now = _window(rate, now, 150, 15)  # back to 10 %: it was chance
+        assert rate.rate(now) == 150.0
     now = _window(rate, now, 150, 27)
     now = _window(rate, now, 150, 27)  # twice in a row: the rate is too high
     assert rate.rate(now) < 150.0
+
+
+def test_throttling_too_high_every_other_window_is_cut() -> None:
+    # A quota exceeded in every other window (20 %, 10 %, 20 %...: the server's refill and
+    # our windows out of step) is exceeded all the same. When each calm window cleared the
+    # suspicion, no cut came in a minute, and the excess throttles fell on the quota's
+    # other users.
+    rate, now = _noise_taught()
+    now = _window(rate, now, 150, 30)
+    now = _window(rate, now, 150, 15)
+    assert rate.rate(now) == 150.0
+    now = _window(rate, now, 150, 30)
+    assert rate.rate(now) < 150.0
+
+
+def test_a_mild_rise_long_ago_is_no_pair_for_a_new_one() -> None:
+    # A mild rise, then an hour's pause: the next window is judged on its own, not as the
+    # second of a pair at the looser REPEAT_ALPHA.
+    rate, now = _noise_taught()
+    now = _window(rate, now, 150, 27)
+    now = _window(rate, now + 3600.0, 150, 22)  # 15 %: plausible noise on its own
+    assert rate.rate(now) == 150.0
 
 
 def test_heavy_throttling_over_learned_noise_still_cuts_at_once() -> None:
@@ -471,21 +491,65 @@ def test_noise_at_a_told_quota_is_learned_at_its_mean_not_its_calm_tail(seed: in
     assert max(levels) <= 0.11  # about what the failed cuts taught, never far above
 
 
-def test_throttling_that_creeps_up_at_a_told_quota_is_not_learned_as_noise() -> None:
-    # Another process takes half a per cent more of the quota each second: throttling creeps
-    # from 10 % up. The level may not follow it above what the failed cuts taught, so the
-    # creep is cut, and early.
+def _binomial_window(rate: _AdaptiveRate, now: float, share: float, rng: random.Random) -> float:
+    """One second at the limiter's rate, each answer throttled with probability ``share``."""
+    sent = round(rate.rate(now))
+    return _window(rate, now, sent, sum(rng.random() < share for _ in range(sent)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_noise_is_learned_near_its_mean_from_a_fresh_limiter(seed: int) -> None:
+    # The same from the start, where two failed cuts teach the level from two windows (10 %
+    # reads as 7.5 to 14 %). Capped at exactly that, the level stayed at 7.5 % for good, and
+    # the rate spent 37 of 300 seconds below the quota.
+    rate = _AdaptiveRate(150.0, adaptive=True, now=0.0)
+    rng = random.Random(seed)
+    now, levels, below = 0.0, [], 0
+    for _ in range(300):
+        now = _binomial_window(rate, now, 0.1, rng)
+        levels.append(rate.tolerance)
+        below += rate.rate(now) < 150
+    assert statistics.mean(levels[100:]) >= 0.082
+    assert max(levels[100:]) <= 0.115
+    assert below <= 20
+
+
+@pytest.mark.parametrize("seed", range(1, 4))
+def test_throttling_that_creeps_up_at_a_told_quota_is_not_learned_as_noise(seed: int) -> None:
+    # Another process takes a tenth of a per cent more of the quota each second: throttling
+    # creeps from 10 % up, too slowly for any one window to rise over the level. Learned
+    # window by window, the level followed it to 18 %, and the first cut came at 22 to 24 %.
     rate, now = _noise_taught()
-    rng = random.Random(1)
-    for second in range(60):
-        sent = round(rate.rate(now))
-        share = 0.1 + 0.005 * second * 150 / sent
-        now = _window(rate, now, sent, sum(rng.random() < share for _ in range(sent)))
+    rng = random.Random(seed)
+    for second in range(200):
+        share = 0.1 + 0.001 * second
+        now = _binomial_window(rate, now, share, rng)
         if rate.rate(now) < 150:
             break
     assert rate.rate(now) < 150
-    assert share <= 0.2
-    assert rate.tolerance <= 0.11
+    assert share <= 0.18
+    assert rate.tolerance <= 0.12
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_level_that_subsided_is_no_room_for_a_creep(seed: int) -> None:
+    # 10 % of noise is learned, then it subsides to 3 % (the level follows it down), and then
+    # contention creeps up. How high the level may be learned must come down with it: held
+    # at what the first failed cuts taught, the level followed the creep to 10 % and the
+    # first cut came at up to 13 %.
+    rate, now = _noise_taught()
+    rng = random.Random(seed)
+    for _ in range(40):
+        now = _binomial_window(rate, now, 0.03, rng)
+    assert rate.rate(now) == 150
+    for second in range(400):
+        share = 0.03 + 0.0005 * second
+        now = _binomial_window(rate, now, share, rng)
+        if rate.rate(now) < 150:
+            break
+    assert rate.rate(now) < 150
+    assert share <= 0.07
+    assert rate.tolerance <= 0.04
 
 
 def test_a_pause_does_not_pass_for_a_server_that_admitted_nothing() -> None:
@@ -502,23 +566,41 @@ def test_a_pause_does_not_pass_for_a_server_that_admitted_nothing() -> None:
     assert rate.long_run >= 120
 
 
-@pytest.mark.parametrize("quota", [100.0, 250.0, 400.0])
-@pytest.mark.parametrize("made_before", [0.3, 1.5])
-def test_the_time_before_the_first_request_does_not_slow_slow_start(
-    quota: float, made_before: float
+@pytest.mark.parametrize("strays", [1, 3, 6])
+def test_a_quiet_night_with_stray_requests_does_not_pass_for_a_refusing_server(
+    strays: int,
 ) -> None:
-    # The benchmark's shape: the client opens its connections, and thousands of gathered calls
-    # take their first steps, before the first request goes out. That time says nothing about
-    # the server, so the quota is found as fast as by a limiter made at the first request.
-    # Counted, it made the first window's sender look idle (20/s of its 25/s): slow start
-    # waited a window to double, and about 5 % of the first 20 s was lost.
-    def constant(_t: float) -> float:
-        return quota
+    # A quiet night is rarely silent: a stray request every ten seconds. Only an empty window
+    # left the pause out, so one holding a stray answer counted the pause since it as time
+    # the server refused: the morning's burst, throttled 13 %, cut 150/s to 34/s, and the
+    # long-run rate fell to 9 to 58/s.
+    rate = _AdaptiveRate(150.0, adaptive=True, now=0.0)
+    now = _window(rate, 0.0, 150, 0)
+    now = _window(rate, now, 150, 0)
+    for _ in range(strays):
+        now += 10.0
+        rate.record(now, throttled=False)
+    now = _window(rate, now + 10.0, 150, 20)
+    assert rate.rate(now) == pytest.approx(150 * 0.7)  # BETA's cut, as after no pause
+    assert rate.long_run is not None
+    assert rate.long_run >= 120
 
-    prompt = simulate(20, ceiling=None, quota=constant)
-    early = simulate(20, ceiling=None, quota=constant, made_before=made_before)
-    assert early.admitted_rate(0, 20) >= 0.98 * prompt.admitted_rate(0, 20)
-    assert early.admitted_rate(5, 20) >= 0.90 * quota
+
+def test_a_burst_at_the_start_is_not_taken_for_the_long_run_rate() -> None:
+    # Gathered calls go out together half a second after the client opened: the server's
+    # burst reserve admits the first 40 at once, then heavy throttling ends the window. Had
+    # the window started at its first answer, it would have measured 300/s admitted, taken
+    # as the long-run rate, whose floors then held four such processes far above their
+    # share (40 % of requests throttled in the workers benchmark, against 13 %).
+    rate = _AdaptiveRate(150.0, adaptive=True, now=0.0)
+    now = 0.5
+    for i in range(40):
+        rate.record(now + i * 0.0005, throttled=False)
+    for i in range(60):
+        rate.record(now + 0.02 + i * 0.0017, throttled=True)
+    assert rate.cuts == 1  # heavy throttling ended the window
+    assert rate.long_run is not None
+    assert rate.long_run <= 150
 
 
 # ------------------------------------------------------------------------------------------
