@@ -98,14 +98,17 @@ The rules, and why:
   to 14 %), and never above the lowest such bound the level has shown since. So the cap
   follows the level down as noise subsides, and a creep of contention cannot climb past it.
 * A window's first answer after a pause (``IDLE_GAP``: a web backend's first after a quiet
-  night) starts the window one request's pace before it, and a pause within a window (a
-  stray request or two in the night, with no throttle yet) is left out of the rate the
-  window measures. Counted, the idle time would pass for a server that admitted little,
-  and a cut would go to a quarter of the rate. The first window is the exception: it runs
-  from the limiter's making, however late its first answer. Started at that answer, a
-  window that heavy throttling ends a tenth of a second later measures the server's burst
-  reserve (four processes starting together at a 150/s quota each measured about 600/s),
-  which became the long-run rate, whose floors then held every process up: 40 % of requests
+  night) starts the window one request's pace before it. Counted, the idle time would pass
+  for a server that admitted little, and a cut would go to a quarter of the rate. A gap
+  within a window is counted all the same: the answers after it may stand for requests
+  sent all through it (a sender in batches, or the fleet's judge reading the fleet's
+  counters), and leaving it out read a batch sender's 57/s as 480/s, which the long-run
+  rate's floors then held up. (So a quiet night's window that holds a stray answer still
+  counts the pause after it.) The first window is the exception: it runs from the
+  limiter's making, however late its first answer. Started at that answer, a window that
+  heavy throttling ends a tenth of a second later measures the server's burst reserve
+  (four processes starting together at a 150/s quota each measured about 600/s), which
+  became the long-run rate, whose floors then held every process up: 40 % of requests
   throttled, against 13 %. The cost: a client that gathers thousands of calls before its
   first request (half a second of first steps) finds an unknown quota a window later.
 * After a cut the rate climbs back along a CUBIC curve to ``w_max``, then probes above it (at
@@ -412,8 +415,6 @@ class _AdaptiveRate:
         self.window_sent = 0
         self.window_throttled = 0
         self.window_onset = 0  # answers since the window's first throttle, that one included
-        self.window_idle = 0.0  # seconds of the window with nothing in flight (see record)
-        self.last_answer = now  # when the last answer came (or the limiter was made)
         self.answered = False  # whether any answer has come yet
         self.settle_until = now  # answers before this are not judged
         self.last_answers: deque[bool] = deque(maxlen=HEAVY_SPAN)  # True: throttled
@@ -502,27 +503,18 @@ class _AdaptiveRate:
         if self.window_start < self.settle_until:
             self.window_start = self.settle_until  # settled: a fresh window starts
             self.window_end = self._boundary(now)
-        gap = now - max(self.last_answer, self.window_start)
-        self.last_answer = now
         first, self.answered = not self.answered, True
-        if gap > IDLE_GAP and not first:
-            # The first answer after a pause (a web backend's first after a quiet night, or
-            # a sparse sender's next): nothing was in flight, so the gap is no time the
-            # server refused. Counted, it would pass for a server that admitted little: a
-            # cut would go to a quarter of the rate, and the long-run rate to a tenth. (Not
-            # the first answer ever: the first window runs from the limiter's making; see
-            # the module docstring.)
-            pace = 1.0 / self.rate(now)
-            if not self.window_sent:
-                # The window starts one request's pace before its first answer.
-                self.window_start = max(self.window_start, now - pace)
-                if now >= self.window_end:
-                    self.window_end = self._boundary(now)
-            elif not self.window_throttled:
-                # Within a window, the admitted rate leaves the gap out (beyond one pace),
-                # unless the window has seen throttles: then the silence may be the retries'
-                # backoff, which the server's refusals caused, and is not time off.
-                self.window_idle += max(0.0, gap - pace)
+        if not self.window_sent and not first and now - self.window_start > IDLE_GAP:
+            # A window's first answer after a pause (a web backend's first after a quiet
+            # night): nothing was in flight, so the gap is no time the server refused.
+            # Counted, it would pass for a server that admitted little: a cut would go to a
+            # quarter of the rate, and the long-run rate to a tenth. The window starts one
+            # request's pace before it. (Not the first answer ever: the first window runs
+            # from the limiter's making; see the module docstring. Nor a gap within a
+            # window: the answers after it may stand for requests sent all through it.)
+            self.window_start = max(self.window_start, now - 1.0 / self.rate(now))
+            if now >= self.window_end:
+                self.window_end = self._boundary(now)
         self.window_sent += 1
         self.window_throttled += throttled
         if throttled or self.window_onset:
@@ -552,42 +544,31 @@ class _AdaptiveRate:
         # The throttled fraction from the window's first throttle on (that one left out, as
         # it picked the start): how much of our rate the server refuses once it refuses any.
         onset = (thr - 1) / (self.window_onset - 1) if self.window_onset > 1 else 0.0
-        busy = max(elapsed - self.window_idle, 1.0 / self.rate(now))  # time with answers due
         self.window_start, self.window_sent, self.window_throttled = now, 0, 0
         self.window_onset = 0
-        self.window_idle = 0.0
         self.last_answers.clear()
         self.last_throttled = 0
         self.window_end = self._boundary(now)
-        admitted_rate = (sent - thr) / busy
-        weight = 1.0 - math.exp(-busy / LONG_RUN_SECONDS)
+        admitted_rate = (sent - thr) / elapsed
+        weight = 1.0 - math.exp(-elapsed / LONG_RUN_SECONDS)
         if self.long_run is None:
             self.long_run = admitted_rate
         else:
             self.long_run += weight * (admitted_rate - self.long_run)
         self.scale = self.long_run if self.scale is None else max(self.scale, self.long_run)
         self.contended = max(0, self.contended - 1)
-        self._judge(now, thr, sent, elapsed, busy, heavy=heavy, onset=onset)
+        self._judge(now, thr, sent, elapsed, heavy=heavy, onset=onset)
 
     def _judge(
-        self,
-        now: float,
-        thr: int,
-        sent: int,
-        elapsed: float,
-        busy: float,
-        *,
-        heavy: bool,
-        onset: float,
+        self, now: float, thr: int, sent: int, elapsed: float, *, heavy: bool, onset: float
     ) -> None:
         """Decide on a finished window: check the last cut, cut, undo or grow.
 
-        ``elapsed``: the window's length; ``busy``: the part of it with answers due.
         ``heavy``: the window ended early, its last answers throttled too heavily for noise.
         ``onset``: the throttled fraction from the window's first throttle on.
         """
         fraction = thr / sent
-        admitted_rate = (sent - thr) / busy
+        admitted_rate = (sent - thr) / elapsed
         current = self.rate(now)
         level = self.tolerance
         if self.anchor is not None:
