@@ -110,7 +110,9 @@ The rules, and why:
   (four processes starting together at a 150/s quota each measured about 600/s), which
   became the long-run rate, whose floors then held every process up: 40 % of requests
   throttled, against 13 %. The cost: a client that gathers thousands of calls before its
-  first request (half a second of first steps) finds an unknown quota a window later.
+  first request (half a second of first steps) finds an unknown quota a window later, and
+  one whose first request comes long after it opened judges its first window over all
+  that time (its first cut, if throttled at once, goes deep).
 * After a cut the rate climbs back along a CUBIC curve to ``w_max``, then probes above it (at
   ``PROBE`` of the curve's pace), never more than ``PROBE_STEP`` a judged window above what
   the last window saw (a slow sender's window takes seconds; after ``CAP_GRACE`` windows

@@ -514,19 +514,26 @@ def test_noise_is_learned_near_its_mean_from_a_fresh_limiter(seed: int) -> None:
     assert below <= 20
 
 
+def _creep_until_cut(
+    rate: _AdaptiveRate, now: float, rng: random.Random, start: float, step: float
+) -> float:
+    """Throttling that creeps up from ``start`` by ``step`` a second, at a told 150/s, until
+    the first cut (within 400 seconds); the share throttled then."""
+    for second in range(400):
+        share = start + step * second
+        now = _binomial_window(rate, now, share, rng)
+        if rate.rate(now) < 150:
+            return share
+    raise AssertionError(f"no cut in 400 s; throttling crept to {share:.3f}")
+
+
 @pytest.mark.parametrize("seed", range(1, 4))
 def test_throttling_that_creeps_up_at_a_told_quota_is_not_learned_as_noise(seed: int) -> None:
     # Another process takes a tenth of a per cent more of the quota each second: throttling
     # creeps from 10 % up, too slowly for any one window to rise over the level. Learned
     # window by window, the level followed it to 18 %, and the first cut came at 22 to 24 %.
     rate, now = _noise_taught()
-    rng = random.Random(seed)
-    for second in range(200):
-        share = 0.1 + 0.001 * second
-        now = _binomial_window(rate, now, share, rng)
-        if rate.rate(now) < 150:
-            break
-    assert rate.rate(now) < 150
+    share = _creep_until_cut(rate, now, random.Random(seed), 0.1, 0.001)
     assert share <= 0.18
     assert rate.tolerance <= 0.12
 
@@ -542,21 +549,16 @@ def test_a_level_that_subsided_is_no_room_for_a_creep(seed: int) -> None:
     for _ in range(40):
         now = _binomial_window(rate, now, 0.03, rng)
     assert rate.rate(now) == 150
-    for second in range(400):
-        share = 0.03 + 0.0005 * second
-        now = _binomial_window(rate, now, share, rng)
-        if rate.rate(now) < 150:
-            break
-    assert rate.rate(now) < 150
+    share = _creep_until_cut(rate, now, rng, 0.03, 0.0005)
     assert share <= 0.07
     assert rate.tolerance <= 0.04
 
 
 def test_a_pause_does_not_pass_for_a_server_that_admitted_nothing() -> None:
-    # A web backend's quiet night, or a client's first second spent opening connections:
-    # the window's first answer comes long after it opened. Counted from then, the idle
-    # time made the admitted rate about 5/s: a burst throttled 13 % cut 150/s to 34/s
-    # (the deepest one cut may go), and the long-run rate fell to 11/s.
+    # A web backend's quiet night: the window's first answer comes long after the window
+    # opened. Counted from then, the idle time made the admitted rate about 5/s: a burst
+    # throttled 13 % cut 150/s to 34/s (the deepest one cut may go), and the long-run rate
+    # fell to 11/s.
     rate = _AdaptiveRate(150.0, adaptive=True, now=0.0)
     now = _window(rate, 0.0, 150, 0)
     now = _window(rate, now, 150, 0)
