@@ -140,11 +140,7 @@ class Trace:
 
 
 def _population(
-    seconds: int,
-    ceiling: float | None,
-    seed: int,
-    rtts: Sequence[float],
-    stagger: float,
+    seconds: int, ceiling: float | None, seed: int, rtts: Sequence[float], stagger: float
 ) -> list[Client]:
     clocks = random.Random(-seed)  # drawn apart, so that one client's noise stays as it was
     population = []
@@ -430,6 +426,12 @@ def _noise_taught(ceiling: float = 150.0) -> tuple[_AdaptiveRate, float]:
     return rate, now
 
 
+def _binomial_window(rate: _AdaptiveRate, now: float, share: float, rng: random.Random) -> float:
+    """One second at the limiter's rate, each answer throttled with probability ``share``."""
+    sent = round(rate.rate(now))
+    return _window(rate, now, sent, sum(rng.random() < share for _ in range(sent)))
+
+
 def test_one_window_above_learned_noise_does_not_cut_but_two_in_a_row_do() -> None:
     # At 10 % of noise, one window in a hundred reaches 17 % by chance; the check after a
     # cut cannot tell the next window's return to 10 % from a fall the cut made, so such a
@@ -484,17 +486,10 @@ def test_noise_at_a_told_quota_is_learned_at_its_mean_not_its_calm_tail(seed: in
     rng = random.Random(seed)
     levels = []
     for _ in range(60):
-        sent = round(rate.rate(now))
-        now = _window(rate, now, sent, sum(rng.random() < 0.1 for _ in range(sent)))
+        now = _binomial_window(rate, now, 0.1, rng)
         levels.append(rate.tolerance)
     assert min(levels[20:]) >= 0.08
     assert max(levels) <= 0.11  # about what the failed cuts taught, never far above
-
-
-def _binomial_window(rate: _AdaptiveRate, now: float, share: float, rng: random.Random) -> float:
-    """One second at the limiter's rate, each answer throttled with probability ``share``."""
-    sent = round(rate.rate(now))
-    return _window(rate, now, sent, sum(rng.random() < share for _ in range(sent)))
 
 
 @pytest.mark.parametrize("seed", range(6))
